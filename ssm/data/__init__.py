@@ -1,0 +1,25 @@
+"""Datasets, by name. Each entry is a module with ``info(cfg)`` and ``load(cfg, split)``
+(see :mod:`ssm.data.base`)."""
+
+from types import ModuleType
+
+from ssm.data import digits
+from ssm.data.base import SPLITS, ArraySource, DatasetInfo, split_indices
+
+DATASETS: dict[str, ModuleType] = {
+    "digits": digits,
+}
+
+
+def get_dataset(name: str) -> ModuleType:
+    """The dataset module registered as ``name``; a clear error listing the valid names otherwise."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ValueError(
+            f"data.name: unknown dataset {name!r}; registered: {', '.join(sorted(DATASETS))} "
+            "(pass --data.name NAME)"
+        ) from None
+
+
+__all__ = ["DATASETS", "SPLITS", "ArraySource", "DatasetInfo", "get_dataset", "split_indices"]
