@@ -145,6 +145,17 @@ class DataConfig:
     normalize: bool | None = None
     resolution: int | None = None  # subsampling factor (Speech Commands)
     noise_pad: int | None = None
+    split_seed: int | None = None  # seed of the train/val hold-out (reference: 42)
+    perm_seed: int | None = None  # pMNIST: random permutation seed (None: bit-reversal, as S4)
+    pred_len: int | None = None  # forecasting horizon (Informer data)
+    features: str | None = None  # forecasting channels: "S" (target only), "M" (all->all), "MS" (all->target)
+    target: str | None = None  # regression target: BIDMC "HR"/"RR"/"SpO2", forecasting column name
+    mfcc: bool | None = None  # Speech Commands: 20 MFCCs x 161 frames instead of the waveform
+    n_train: int | None = None  # synthetic tasks: training examples
+    n_eval: int | None = None  # synthetic tasks: examples per val/test split
+    n_memorize: int | None = None  # copying tasks: tokens to memorize
+    n_tokens: int | None = None  # copying tasks: alphabet size (incl. blank and marker)
+    lag: int | None = None  # copying: blanks between tokens and markers; delay: the delay in steps
 
     def __post_init__(self) -> None:
         _check(bool(self.name), "data.name", "must name a registered dataset", self.name)

@@ -3,11 +3,16 @@
 
 from types import ModuleType
 
-from ssm.data import digits
+from ssm.data import cifar, digits, fsdd, mnist
+from ssm.data.synthetic import TASKS as _SYNTHETIC
 from ssm.data.base import SPLITS, ArraySource, DatasetInfo, split_indices
 
 DATASETS: dict[str, ModuleType] = {
     "digits": digits,
+    "mnist": mnist,
+    "cifar10": cifar,
+    "fsdd": fsdd,
+    **_SYNTHETIC,  # copying, selective_copying, adding, delay
 }
 
 
