@@ -1,0 +1,373 @@
+"""Kernel mathematics of the S4 family: discretization, Vandermonde and Cauchy kernels, Woodbury, FFT convolution.
+
+Pure ``jax.numpy`` functions (float32 or float64, differentiable). Conventions (ssm-math.md §1–5, §10):
+
+- Discrete SSM ``x_k = Ā x_{k-1} + B̄ u_k``, ``y_k = C x_k`` (the state includes the current input), kernel
+  ``K_k = C Ā^k B̄``.
+- Diagonal and DPLR systems are passed as their ``M = N/2`` stored modes; the conjugate partners are implicit and the
+  kernel is ``K_k = 2 Re Σ_m C_m Ā_m^k B̄_m`` (``"dss_exp"``/``"dss_softmax"``: DSS's ``Re Σ_m`` with factor 1).
+- DPLR state matrix of the full system: ``diag(Λ_f) - P_f^T conj(P_f)`` with ``X_f = [X, conj X]``.
+
+Memory: no function materializes an ``(H, M, L)`` tensor. The diagonal kernel factors ``z^l`` with ``l = b·T + j`` into
+two small Vandermonde matrices (``(H, L/T, M)`` and ``(H, M, T)``, ``T ≈ √L``) and contracts them with one real
+batched matmul; the DPLR kernel evaluates its Cauchy sums over blocks of frequencies under ``jax.checkpoint``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Complex, Float, Inexact
+
+Disc = Literal["zoh", "bilinear", "dss_exp", "dss_softmax"]
+DISCS = ("zoh", "bilinear", "dss_exp", "dss_softmax")
+
+
+def _complex_dtype(x: Array) -> jnp.dtype:
+    return jnp.result_type(x.dtype, jnp.complex64)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Discretization (elementwise, for diagonal A)
+
+
+def discretize_zoh(
+    dt: Float[Array, "*#batch"], A: Complex[Array, "*#batch"], B: Complex[Array, "*#batch"]
+) -> tuple[Complex[Array, "*batch"], Complex[Array, "*batch"]]:
+    """Zero-order hold: ``Ā = exp(ΔΛ)``, ``B̄ = (exp(ΔΛ) - 1)/Λ · B`` (elementwise, broadcasting)."""
+    dtA = dt * A
+    Ab = jnp.exp(dtA)
+    return Ab, (Ab - 1) / A * B
+
+
+def discretize_bilinear(
+    dt: Float[Array, "*#batch"], A: Complex[Array, "*#batch"], B: Complex[Array, "*#batch"]
+) -> tuple[Complex[Array, "*batch"], Complex[Array, "*batch"]]:
+    """Bilinear (Tustin): ``Ā = (1 + ΔΛ/2)/(1 - ΔΛ/2)``, ``B̄ = Δ/(1 - ΔΛ/2) · B`` (elementwise, broadcasting)."""
+    half = dt * A / 2
+    return (1 + half) / (1 - half), dt / (1 - half) * B
+
+
+def discretize(
+    dt: Float[Array, "*#batch"], A: Complex[Array, "*#batch"], B: Complex[Array, "*#batch"], disc: str
+) -> tuple[Complex[Array, "*batch"], Complex[Array, "*batch"]]:
+    """``(Ā, B̄)`` of a diagonal system for ``disc`` in ``("zoh", "bilinear")``."""
+    if disc == "zoh":
+        return discretize_zoh(dt, A, B)
+    if disc == "bilinear":
+        return discretize_bilinear(dt, A, B)
+    raise ValueError(f"Unknown discretization {disc!r}; choose 'zoh' or 'bilinear'.")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Vandermonde kernel (diagonal systems)
+
+
+def _block_size(L: int) -> int:
+    return max(1, 1 << math.ceil(math.log2(math.sqrt(L))))
+
+
+def vandermonde(
+    c: Complex[Array, "H M"], log_z: Complex[Array, "H M"], L: int
+) -> Float[Array, "H L"]:
+    """``Re Σ_m c_m z_m^l`` for ``l = 0..L-1``, with ``z_m^l = exp(l · log z_m)`` (log-Vandermonde).
+
+    Writing ``l = b·T + j`` gives ``Σ_m (c_m z_m^{bT}) z_m^j``: a ``(L/T, M) @ (M, T)`` product per channel, done as one
+    real batched matmul. Memory ``O(H M √L)``; no ``(H, M, L)`` tensor is formed.
+    """
+    T = _block_size(L)
+    nb = -(-L // T)
+    j = jnp.arange(T, dtype=jnp.real(log_z).dtype)
+    b = jnp.arange(nb, dtype=j.dtype) * T
+    inner = jnp.exp(log_z[:, :, None] * j)  # (H, M, T)
+    outer = c[:, None, :] * jnp.exp(log_z[:, None, :] * b[:, None])  # (H, nb, M)
+    # Re(outer @ inner) = Re(outer) Re(inner) - Im(outer) Im(inner), as a single real matmul.
+    lhs = jnp.concatenate([outer.real, -outer.imag], axis=-1)  # (H, nb, 2M)
+    rhs = jnp.concatenate([inner.real, inner.imag], axis=-2)  # (H, 2M, T)
+    K = jnp.matmul(lhs, rhs, precision=jax.lax.Precision.HIGHEST)  # (H, nb, T)
+    return K.reshape(K.shape[0], nb * T)[:, :L]
+
+
+def diagonal_kernel(
+    dt: Float[Array, " H"],
+    A: Complex[Array, "H M"],
+    B: Complex[Array, "H M"],
+    C: Complex[Array, "H M"],
+    L: int,
+    disc: str = "zoh",
+) -> Float[Array, "H L"]:
+    """Convolution kernel ``(H, L)`` of a diagonal SSM from continuous-time parameters.
+
+    - ``"zoh"``: ``K_l = 2 Re Σ_m C_m B_m (e^{ΔΛ_m} - 1)/Λ_m · e^{lΔΛ_m}`` (S4D).
+    - ``"bilinear"``: ``K_l = 2 Re Σ_m C_m B_m Δ/(1 - ΔΛ_m/2) · Ā_m^l``, ``Ā_m = (1 + ΔΛ_m/2)/(1 - ΔΛ_m/2)``.
+    - ``"dss_exp"``: DSS-exp, ``K_l = Re Σ_m W_m (e^{ΔΛ_m} - 1)/Λ_m · e^{lΔΛ_m}`` with ``W = B∘C`` (factor 1).
+    - ``"dss_softmax"``: DSS-softmax, ``K_l = Re Σ_m W_m (e^{ΔΛ_m} - 1)/(Λ_m (e^{LΔΛ_m} - 1)) · e^{lΔΛ_m}``
+      (= ``(W/Λ) softmax_l(lΔΛ)``), valid for either sign of ``Re Λ``: modes with ``Re ΔΛ > 0`` are evaluated
+      in the reversed index ``L-1-l`` with the decaying base ``e^{-ΔΛ}``, so nothing overflows.
+    """
+    if disc not in DISCS:
+        raise ValueError(f"Unknown disc {disc!r}; choose one of {DISCS}.")
+    if A.shape != B.shape or A.shape != C.shape or A.shape[0] != dt.shape[0]:
+        raise ValueError(
+            f"diagonal_kernel expects dt (H,) and A, B, C (H, M); got dt {dt.shape}, A {A.shape}, "
+            f"B {B.shape}, C {C.shape}."
+        )
+    dtA = dt[:, None] * A
+    W = B * C
+    if disc == "zoh":
+        return 2 * vandermonde(W * (jnp.exp(dtA) - 1) / A, dtA, L)
+    if disc == "bilinear":
+        Ab, Bb = discretize_bilinear(dt[:, None], A, W)
+        return 2 * vandermonde(Bb, jnp.log(Ab), L)
+    if disc == "dss_exp":
+        return vandermonde(W * (jnp.exp(dtA) - 1) / A, dtA, L)
+    # dss_softmax
+    grow = dtA.real > 0
+    # For Re ΔΛ > 0: e^{lx}/(e^{Lx}-1) = e^{(L-1-l)(-x)} · e^{-x}/(1-e^{-Lx}), i.e. the reversed index with a decaying
+    # base; every exponent below has a non-positive real part (except the one-step e^{ΔΛ}).
+    x = jnp.where(grow, -dtA, dtA)
+    coef = W * jnp.expm1(dtA) / (A * jnp.expm1(L * x)) * jnp.where(grow, -jnp.exp(x), 1.0)
+    zero = jnp.zeros_like(coef)
+    K_fwd = vandermonde(jnp.where(grow, zero, coef), x, L)
+    K_bwd = vandermonde(jnp.where(grow, coef, zero), x, L)
+    return K_fwd + K_bwd[:, ::-1]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Cauchy kernel, Woodbury, DPLR kernel
+
+
+def cauchy(
+    v: Complex[Array, "*batch M"], w: Complex[Array, "*batch M"], z: Complex[Array, " J"]
+) -> Complex[Array, "*batch J"]:
+    """Conjugate-symmetric Cauchy sum ``Σ_m v_m/(z_j - w_m) + conj(v_m)/(z_j - conj(w_m))``."""
+    d1 = z - w[..., :, None]
+    d2 = z - jnp.conj(w)[..., :, None]
+    return jnp.sum(v[..., :, None] / d1 + jnp.conj(v)[..., :, None] / d2, axis=-2)
+
+
+def woodbury(
+    k00: Complex[Array, "*batch"],
+    k01: Complex[Array, "*batch R"],
+    k10: Complex[Array, "*batch R"],
+    k11: Complex[Array, "*batch R R"],
+) -> Complex[Array, "*batch"]:
+    """``k00 - k01 (I + k11)^{-1} k10``: the scalar ``c (D^{-1} + P Q^*)^{-1} b`` from the Cauchy sums
+    ``k00 = c D b``, ``k01 = c D P``, ``k10 = Q^* D b``, ``k11 = Q^* D P`` (Woodbury identity)."""
+    R = k01.shape[-1]
+    if R == 1:
+        return k00 - k01[..., 0] * k10[..., 0] / (1 + k11[..., 0, 0])
+    eye = jnp.eye(R, dtype=k11.dtype)
+    sol = jnp.linalg.solve(eye + k11, k10[..., None])[..., 0]
+    return k00 - jnp.sum(k01 * sol, axis=-1)
+
+
+def _freq_blocks(J: int, max_block: int) -> tuple[int, int]:
+    nb = -(-J // max_block)
+    return nb, -(-J // nb)
+
+
+def dplr_kernel_from_ctilde(
+    dt: Float[Array, " H"],
+    A: Complex[Array, "H M"],
+    P: Complex[Array, "R H M"],
+    B: Complex[Array, "H M"],
+    Ct: Complex[Array, "*C H M"],
+    L: int,
+    *,
+    block: int = 1024,
+) -> Float[Array, "*C H L"]:
+    """Bilinear DPLR kernel from ``C̃ = C_f (I - Ā^L)`` (the S4 parameterization), by Cauchy + Woodbury at the
+    ``L``-th roots of unity ``ω_j = e^{-2πij/L}``, ``j = 0..L/2``, then ``irfft``.
+
+    With ``g(ω) = (2/Δ)(1-ω)/(1+ω)``, ``a = 1 - ω``, ``b = 1 + ω``, ``μ = ΔΛ/2``:
+    ``2/(1+ω) C̃(g - A)^{-1}B = Δ·[S00 - (Δ/2) b S01 (I + (Δ/2) b S11)^{-1} S10]`` with the Cauchy-type sums
+    ``S_xy = Σ_n x_n y_n / (a - b μ_n)`` over the full conjugate-symmetric system (Woodbury on ``A = Λ - P P^*``). This form has no
+    singularity at ``ω = -1`` (the bilinear map sends it to ``g = ∞``). Frequencies are processed in blocks of at most
+    ``block`` under ``jax.checkpoint``, so memory is ``O(H M block)`` forward and backward.
+    """
+    lead = Ct.shape[:-2]
+    H, M = A.shape
+    R = P.shape[0]
+    Ct = Ct.reshape((-1, H, M))
+    nC = Ct.shape[0]
+    cdt = _complex_dtype(A)
+    rdt = jnp.real(jnp.zeros((), cdt)).dtype
+    J = L // 2 + 1
+    nb, Jb = _freq_blocks(J, block)
+    j = jnp.arange(nb * Jb, dtype=rdt)
+    omega = jnp.exp((-2j * jnp.pi / L) * j.astype(cdt)).reshape(nb, Jb)
+    half_dt = dt / 2
+    mu = (half_dt[:, None] * A).astype(cdt)  # (H, M)
+    Pc = jnp.conj(P)
+    # Cauchy numerators x_n y_n, stacked: [C̃B (nC), C̃P (nC·R), P̄B (R), P̄P (R·R)].
+    V = jnp.concatenate(
+        [
+            Ct * B,
+            (Ct[:, None] * P[None]).reshape(nC * R, H, M),
+            Pc * B,
+            (Pc[:, None] * P[None]).reshape(R * R, H, M),
+        ],
+        axis=0,
+    ).transpose(1, 0, 2)  # (H, K, M)
+
+    @jax.checkpoint
+    def block_fn(om: Complex[Array, " Jb"]) -> Complex[Array, "nC H Jb"]:
+        a, b = 1 - om, 1 + om
+        r1 = 1 / (a - b * mu[:, :, None])  # (H, M, Jb)
+        r2 = 1 / (a - b * jnp.conj(mu)[:, :, None])
+        S = jnp.einsum("hkm,hmj->hkj", V, r1) + jnp.einsum("hkm,hmj->hkj", jnp.conj(V), r2)
+        k00 = S[:, :nC]  # (H, nC, Jb)
+        k01 = S[:, nC : nC + nC * R].reshape(H, nC, R, -1)
+        k10 = S[:, nC + nC * R : nC + nC * R + R]  # (H, R, Jb)
+        k11 = S[:, nC + nC * R + R :].reshape(H, R, R, -1)
+        # Move frequency to a batch axis: woodbury works on trailing (R,) / (R, R).
+        k00 = k00.transpose(1, 0, 2)  # (nC, H, Jb)
+        k01 = half_dt[:, None, None] * b[:, None] * k01.transpose(1, 0, 3, 2)  # (nC, H, Jb, R)
+        k10 = k10.transpose(0, 2, 1)[None]  # (1, H, Jb, R)
+        k11 = half_dt[:, None, None, None] * b[:, None, None] * k11.transpose(0, 3, 1, 2)[None]  # (1, H, Jb, R, R)
+        return woodbury(k00, k01, jnp.broadcast_to(k10, k01.shape), jnp.broadcast_to(k11, k01.shape + (R,)))
+
+    if nb == 1:
+        khat = block_fn(omega[0])
+    else:
+        khat = jax.lax.map(block_fn, omega)  # (nb, nC, H, Jb)
+        khat = jnp.moveaxis(khat, 0, -2).reshape(nC, H, nb * Jb)
+    khat = khat[..., :J] * dt[:, None]
+    K = jnp.fft.irfft(khat, n=L, axis=-1)
+    return K.reshape(lead + (H, L))
+
+
+def dplr_dense(
+    dt: Float[Array, " H"], A: Complex[Array, "H M"], P: Complex[Array, "R H M"], B: Complex[Array, "H M"]
+) -> tuple[Complex[Array, "H N N"], Complex[Array, "H N"]]:
+    """Bilinear ``(Ā, B̄)`` of the full ``N = 2M`` DPLR system as dense matrices (for setup, not the hot path)."""
+    Af = jnp.concatenate([A, jnp.conj(A)], axis=-1)
+    Pf = jnp.concatenate([P, jnp.conj(P)], axis=-1)  # (R, H, N)
+    Bf = jnp.concatenate([B, jnp.conj(B)], axis=-1)
+    N = Af.shape[-1]
+    Amat = jax.vmap(jnp.diag)(Af) - jnp.einsum("rhn,rhk->hnk", Pf, jnp.conj(Pf))
+    eye = jnp.eye(N, dtype=Amat.dtype)
+    s = (2 / dt)[:, None, None]
+    lhs = s * eye - Amat
+    Ab = jnp.linalg.solve(lhs, s * eye + Amat)
+    Bb = jnp.linalg.solve(lhs, 2 * Bf[..., None])[..., 0]
+    return Ab, Bb
+
+
+def matrix_power(X: Inexact[Array, "*batch N N"], n: int) -> Inexact[Array, "*batch N N"]:
+    """``X^n`` for a static non-negative integer ``n`` by repeated squaring (``O(log n)`` matmuls)."""
+    result = None
+    base = X
+    while n:
+        if n & 1:
+            result = base if result is None else result @ base
+        n >>= 1
+        if n:
+            base = base @ base
+    if result is None:
+        return jnp.broadcast_to(jnp.eye(X.shape[-1], dtype=X.dtype), X.shape)
+    return result
+
+
+def ctilde(
+    dt: Float[Array, " H"],
+    A: Complex[Array, "H M"],
+    P: Complex[Array, "R H M"],
+    B: Complex[Array, "H M"],
+    C: Complex[Array, "*C H M"],
+    L: int,
+) -> Complex[Array, "*C H M"]:
+    """``C̃ = C_f (I - Ā^L)`` restricted to the stored half (bilinear DPLR; dense ``Ā^L``, ``O(H N^3 log L)``)."""
+    M = A.shape[-1]
+    Ab, _ = dplr_dense(dt, A, P, B)
+    AL = matrix_power(Ab, L)
+    Cf = jnp.concatenate([C, jnp.conj(C)], axis=-1)
+    return (Cf - jnp.einsum("...hn,hnk->...hk", Cf, AL))[..., :M]
+
+
+def ctilde_inverse(
+    dt: Float[Array, " H"],
+    A: Complex[Array, "H M"],
+    P: Complex[Array, "R H M"],
+    B: Complex[Array, "H M"],
+    Ct: Complex[Array, "*C H M"],
+    L: int,
+) -> Complex[Array, "*C H M"]:
+    """The output matrix ``C = C̃ (I - Ā^L)^{-1}`` from ``C̃`` (inverse of :func:`ctilde`)."""
+    M = A.shape[-1]
+    N = 2 * M
+    Ab, _ = dplr_dense(dt, A, P, B)
+    IminusAL = jnp.eye(N, dtype=Ab.dtype) - matrix_power(Ab, L)
+    Ctf = jnp.concatenate([Ct, jnp.conj(Ct)], axis=-1)
+    lead = Ctf.shape[:-2]
+    rhs = jnp.moveaxis(Ctf.reshape((-1,) + Ctf.shape[-2:]), 0, -1)  # (H, N, nC)
+    sol = jnp.linalg.solve(jnp.swapaxes(IminusAL, -1, -2), rhs)  # C_f (I - Ā^L) = C̃_f, transposed
+    return jnp.moveaxis(sol, -1, 0).reshape(lead + (Ctf.shape[-2], N))[..., :M]
+
+
+def dplr_kernel(
+    dt: Float[Array, " H"],
+    A: Complex[Array, "H M"],
+    P: Complex[Array, "R H M"],
+    B: Complex[Array, "H M"],
+    C: Complex[Array, "H M"],
+    L: int,
+    disc: str = "bilinear",
+) -> Float[Array, "H L"]:
+    """Convolution kernel ``(H, L)``, ``K_k = Re(C_f Ā^k B̄)``, of the DPLR system ``diag(Λ_f) - P_f^T conj(P_f)``.
+
+    ``C`` is the output matrix itself; the truncation factor ``(I - Ā^L)`` is applied inside (:func:`ctilde`, a dense
+    ``Ā^L``), then the kernel comes from :func:`dplr_kernel_from_ctilde`. Only ``disc="bilinear"`` is supported:
+    the ZOH ``exp(ΔA)`` of a DPLR matrix has no Cauchy/Woodbury structure.
+    """
+    if disc != "bilinear":
+        raise ValueError(
+            f"dplr_kernel supports only disc='bilinear' (got {disc!r}): ZOH of a DPLR matrix has no Cauchy form. "
+            "Use a diagonal system (S4D) for ZOH."
+        )
+    if P.ndim != 3 or P.shape[1:] != A.shape or B.shape != A.shape or C.shape != A.shape:
+        raise ValueError(
+            f"dplr_kernel expects A, B, C (H, M) and P (R, H, M); got A {A.shape}, P {P.shape}, B {B.shape}, "
+            f"C {C.shape}."
+        )
+    return dplr_kernel_from_ctilde(dt, A, P, B, ctilde(dt, A, P, B, C, L), L)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# FFT convolution
+
+
+def fft_conv(
+    u: Float[Array, "L H"], k: Float[Array, "H Lk"] | Float[Array, "2 H Lk"], D: Float[Array, " H"] | None = None
+) -> Float[Array, "L H"]:
+    """Causal (or bidirectional) convolution by real FFTs of size ``2L``, plus the skip ``D u``.
+
+    ``k (H, Lk)``: ``y_t = Σ_{s≤t} k[t-s] u_s + D u_t``. ``k (2, H, Lk)`` (bidirectional, project convention):
+    ``y_t = Σ_{s≤t} k0[t-s] u_s + Σ_{s≥t} k1[s-t] u_s + D u_t``, so the backward half is an exact reversed causal pass
+    (it includes the current input). Kernels longer than ``L`` are truncated, shorter ones zero-padded.
+    """
+    L = u.shape[0]
+    if k.ndim not in (2, 3) or (k.ndim == 3 and k.shape[0] != 2) or k.shape[-2] != u.shape[1]:
+        raise ValueError(
+            f"fft_conv expects u (L, H) and k (H, Lk) or (2, H, Lk); got u {u.shape}, k {k.shape}."
+        )
+    Lk = k.shape[-1]
+    k = k[..., :L] if Lk >= L else jnp.pad(k, [(0, 0)] * (k.ndim - 1) + [(0, L - Lk)])
+    n = 2 * L
+    if k.ndim == 3:
+        # Circular kernel of length 2L: k0 at lags 0..L-1, k1[d] at lag -d ≡ 2L-d.
+        k0, k1 = k[0], k[1]
+        back = jnp.concatenate([k1[:, :1], jnp.zeros_like(k1[:, :1]), k1[:, :0:-1]], axis=-1)  # lags 0, L, L+1..2L-1
+        kk = jnp.concatenate([k0 + jnp.pad(back[:, :1], ((0, 0), (0, L - 1))), back[:, 1:]], axis=-1)
+        kf = jnp.fft.rfft(kk, n=n, axis=-1)
+    else:
+        kf = jnp.fft.rfft(k, n=n, axis=-1)
+    uf = jnp.fft.rfft(u, n=n, axis=0)
+    y = jnp.fft.irfft(uf * kf.T, n=n, axis=0)[:L]
+    if D is not None:
+        y = y + u * D
+    return y.astype(u.dtype)
