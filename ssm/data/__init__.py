@@ -3,8 +3,10 @@
 
 from types import ModuleType
 
-from ssm.data import cifar, digits, fsdd, mnist
+from ssm.data import aan, cifar, digits, fsdd, imdb, mnist
+from ssm.data.informer import DATASETS as _INFORMER
 from ssm.data.synthetic import TASKS as _SYNTHETIC
+from ssm.data.wikitext import DATASETS as _WIKITEXT
 from ssm.data.base import SPLITS, ArraySource, DatasetInfo, split_indices
 
 DATASETS: dict[str, ModuleType] = {
@@ -13,6 +15,10 @@ DATASETS: dict[str, ModuleType] = {
     "cifar10": cifar,
     "fsdd": fsdd,
     **_SYNTHETIC,  # copying, selective_copying, adding, delay
+    "imdb": imdb,
+    "aan": aan,
+    **_WIKITEXT,  # wt103, wt2
+    **_INFORMER,  # etth1, etth2, ettm1, ettm2, weather, ecl
 }
 
 
