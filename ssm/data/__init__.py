@@ -3,8 +3,9 @@
 
 from types import ModuleType
 
-from ssm.data import aan, cifar, digits, fsdd, imdb, mnist
+from ssm.data import aan, bidmc, cifar, digits, fsdd, imdb, mnist
 from ssm.data.informer import DATASETS as _INFORMER
+from ssm.data.speech_commands import DATASETS as _SPEECH_COMMANDS
 from ssm.data.synthetic import TASKS as _SYNTHETIC
 from ssm.data.wikitext import DATASETS as _WIKITEXT
 from ssm.data.base import SPLITS, ArraySource, DatasetInfo, split_indices
@@ -19,6 +20,8 @@ DATASETS: dict[str, ModuleType] = {
     "aan": aan,
     **_WIKITEXT,  # wt103, wt2
     **_INFORMER,  # etth1, etth2, ettm1, ettm2, weather, ecl
+    "bidmc": bidmc,
+    **_SPEECH_COMMANDS,  # sc35, sc10
 }
 
 
