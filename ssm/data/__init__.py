@@ -4,6 +4,7 @@
 from types import ModuleType
 
 from ssm.data import aan, bidmc, cifar, digits, fsdd, imdb, mnist
+from ssm.data.audio import DATASETS as _AUDIO
 from ssm.data.informer import DATASETS as _INFORMER
 from ssm.data.speech_commands import DATASETS as _SPEECH_COMMANDS
 from ssm.data.synthetic import TASKS as _SYNTHETIC
@@ -22,6 +23,7 @@ DATASETS: dict[str, ModuleType] = {
     **_INFORMER,  # etth1, etth2, ettm1, ettm2, weather, ecl
     "bidmc": bidmc,
     **_SPEECH_COMMANDS,  # sc35, sc10
+    **_AUDIO,  # sc09, youtubemix, beethoven
 }
 
 
