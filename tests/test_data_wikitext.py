@@ -5,7 +5,7 @@ import pytest
 
 from ssm.config import DataConfig
 from ssm.data._files import DatasetNotFoundError
-from ssm.data.wikitext import DATASETS, IGNORE
+from ssm.data.wikitext import DATASETS
 
 TRAIN = " = Title = \n\n the cat @-@ sat . \n the dog <unk> \n"
 VALID = " the cat \n"
@@ -33,10 +33,10 @@ def test_vocab_and_stream_wt103(tmp_path):
     y = np.concatenate([tr[i]["targets"][: tr[i]["lengths"]] for i in range(4)])
     assert x.tolist() == stream[:-1] and y.tolist() == stream[1:]
     last = tr[3]
-    assert int(last["lengths"]) == 2 and last["targets"][2:].tolist() == [IGNORE, IGNORE]
+    assert int(last["lengths"]) == 2 and last["targets"][2:].tolist() == [0, 0]
     te = DATASETS["wt103"].load(c, "test")
     assert len(te) == 1  # dog sat the <eos>: three predicted positions
-    assert te[0]["inputs"].tolist() == [8, 6, 2, 0] and te[0]["targets"].tolist() == [6, 2, 0, IGNORE]
+    assert te[0]["inputs"].tolist() == [8, 6, 2, 0] and te[0]["targets"].tolist() == [6, 2, 0, 0] and int(te[0]["lengths"]) == 3
 
 
 def test_wt2_counts_all_splits_and_txt_names(tmp_path):

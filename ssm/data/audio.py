@@ -6,7 +6,8 @@ Preprocessing as state-spaces/s4 ``dataloaders/audio.py`` (all 16 kHz; multi-cha
   linear ``q(u) = floor(u·(256 − 0.01) + 0.005)``; mu-law: a = min-max to [−1, 1],
   e = sign(a)·ln(1 + 255|a + 1e-8|)/ln 256, then q((e + 1)/2). Levels 0..255, zero level 128.
 - example: targets = the quantized clip (L,), inputs = targets shifted right by one with
-  inputs[0] = 128; padded to ``seq_len`` with inputs 128 and targets −100 (ignored), true lengths.
+  inputs[0] = 128; padded to ``seq_len`` with inputs 128 and targets 0, with true lengths (the
+  loss counts the first ``lengths`` positions; S4 pads targets with −100 to the same effect).
 - ``sc09``: ``sc09/{zero..nine}/*.wav`` (+ ``validation_list.txt``, ``testing_list.txt`` giving
   the splits), one example per file, mu-law, length 16000.
 - ``youtubemix`` (mu-law, 131072) / ``beethoven`` (linear, 128000): a folder of WAVs in natural
@@ -34,7 +35,6 @@ from ssm.data._files import (
 )
 from ssm.data.base import DatasetInfo
 
-IGNORE = -100
 RATE = 16000
 DIGITS = "zero one two three four five six seven eight nine".split()
 SPECS = {  # name: (folder, quantization, default length)
@@ -83,7 +83,7 @@ def _mono(path: Path) -> np.ndarray:
 def _example(q: np.ndarray, L: int) -> tuple[np.ndarray, np.ndarray, int]:
     n = len(q)
     x = np.full(L, 128, np.int32)
-    y = np.full(L, IGNORE, np.int32)
+    y = np.zeros(L, np.int32)
     y[:n] = q
     x[1:n] = q[: n - 1]
     return x, y, n

@@ -4,8 +4,8 @@ Each task is registered under its own name (``copying``, ``adding``, ``delay``,
 ``selective_copying``); this module holds all four. Splits use independent seeds derived from
 ``data.seed`` (train) so val and test never overlap train.
 
-Per-position targets use −100 at positions that are not scored (the PyTorch ``ignore_index``
-convention of the reference code).
+Copying targets are the M tokens only, scored against the model's last M outputs (S4's
+``l_output = M`` decoder).
 
 - copying (state-spaces/s4 ``datasets/copying.py``): M tokens uniform in 1..A−2, then
   ``lag`` blanks (0), then M markers (A−1); the last M outputs must reproduce the tokens.
@@ -26,7 +26,6 @@ import numpy as np
 from ssm.data._files import check_split, opt, source
 from ssm.data.base import DatasetInfo
 
-IGNORE = -100
 DEFAULTS = {
     "copying": dict(seq_len=None, n_memorize=1024, lag=0, n_tokens=64, n_train=10000, n_eval=1000),
     "selective_copying": dict(seq_len=4096, n_memorize=16, n_tokens=16, n_train=10000, n_eval=1000),
@@ -56,9 +55,7 @@ def copying(rng, n, m, lag, a) -> dict[str, np.ndarray]:
         raise ValueError(f"copying needs n_tokens >= 3 (blank, marker, one data token), got {a}")
     tokens = rng.integers(1, a - 1, (n, m))
     x = np.concatenate([tokens, np.zeros((n, lag), np.int64), np.full((n, m), a - 1)], axis=1)
-    y = np.full(x.shape, IGNORE)
-    y[:, -m:] = tokens
-    return {"inputs": x.astype(np.int32), "targets": y.astype(np.int32)}
+    return {"inputs": x.astype(np.int32), "targets": tokens.astype(np.int32)}
 
 
 def selective_copying(rng, n, L, m, a) -> dict[str, np.ndarray]:
@@ -71,9 +68,7 @@ def selective_copying(rng, n, L, m, a) -> dict[str, np.ndarray]:
     for i in range(n):
         pos = np.sort(rng.choice(ctx, m, replace=False))
         x[i, pos] = tokens[i]
-    y = np.full((n, L), IGNORE)
-    y[:, ctx:] = tokens
-    return {"inputs": x.astype(np.int32), "targets": y.astype(np.int32)}
+    return {"inputs": x.astype(np.int32), "targets": tokens.astype(np.int32)}
 
 
 def adding(rng, n, L) -> dict[str, np.ndarray]:

@@ -8,8 +8,9 @@ order (count desc, ties in first-seen order) over train only (WT103) or train+va
 order (WT2); each split is one token stream.
 
 Examples are consecutive non-overlapping windows of ``seq_len`` tokens: inputs ``s[iL:(i+1)L]``,
-targets ``s[iL+1:(i+1)L+1]``. The last, shorter window is padded (inputs 0, targets −100) and
-carries its true length, so every token of a split is predicted exactly once.
+targets ``s[iL+1:(i+1)L+1]``. The last, shorter window is padded with 0 and carries its true
+length (the loss counts only the first ``lengths`` positions), so every token of a split is
+predicted exactly once.
 (Not reproduced: S4's per-epoch random roll of the batch rows.)
 """
 
@@ -32,7 +33,6 @@ from ssm.data._files import (
 )
 from ssm.data.base import DatasetInfo
 
-IGNORE = -100
 SEQ_LEN = {"wt103": 8192, "wt2": 512}
 FOLDERS = {
     "wt103": ("wikitext-103", "wt103", "wikitext-103-v1/wikitext-103"),
@@ -107,7 +107,7 @@ def _arrays(root: Path, name: str) -> dict[str, np.ndarray]:
 def windows(stream: np.ndarray, L: int) -> dict[str, np.ndarray]:
     n = (len(stream) - 1 + L - 1) // L  # windows covering the len−1 predictable positions
     x = np.zeros((n, L), np.int32)
-    y = np.full((n, L), IGNORE, np.int32)
+    y = np.zeros((n, L), np.int32)
     lengths = np.zeros(n, np.int32)
     for i in range(n):
         a = stream[i * L : (i + 1) * L + 1]
