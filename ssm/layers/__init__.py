@@ -1,5 +1,8 @@
 """S4-family layers. Each is an immutable Equinox module acting on one ``(L, H)`` example."""
 
 from ssm.layers.base import AbstractSSMLayer, ssm_param_mask
+from ssm.layers.dss import DSS
+from ssm.layers.s4 import S4
+from ssm.layers.s4d import S4D
 
-__all__ = ["AbstractSSMLayer", "ssm_param_mask"]
+__all__ = ["AbstractSSMLayer", "ssm_param_mask", "DSS", "S4", "S4D"]
