@@ -25,7 +25,7 @@ eigenvalue; t0 = 1 is S4D-LegS) and run Adam with warm-up and a cosine schedule.
 ``κ(V) ≈ 8`` and ``||E||_F ≈ 85`` (3 % of ``||A||_F``), close to the paper's file (κ ≈ 9.2, ``||E||_F`` ≈ 97.9).
 
 The optimization runs once per argument set (cached), in float64 on the CPU, whatever ``jax_enable_x64`` says:
-about 1 s at N = 16 and 10 s at N = 64 on 2 CPU cores; its cost grows as N^3 per step.
+a few seconds at N = 16 and 10-40 s at N = 64 on 2 (shared) CPU cores; its cost grows as N^3 per step.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import numpy as np
 
 from ssm import hippo
 
-__all__ = ["PTD", "legs_ptd", "block_diagonal"]
+__all__ = ["PTD", "legs_ptd", "legs_ptd_system", "block_diagonal"]
 
 
 class PTD(NamedTuple):
@@ -62,12 +62,26 @@ def legs_ptd(
     steps: int = 1000,
     lr: float = 0.02,
     t0: float = 0.3,
-) -> PTD:
-    """PTD diagonalization of HiPPO-LegS of size ``N`` (even).
+) -> tuple[np.ndarray, np.ndarray]:
+    """S4-PTD's ``(Λ (N//2,), B̃ (N//2,))``: the conjugate-half eigenvalues of ``Ã = A_LegS + E`` and
+    ``B̃ = V^{-1} b``. The whole decomposition (``V``, ``V^{-1}``, ``E``, ``κ``) is :func:`legs_ptd_system`."""
+    ptd = legs_ptd_system(N, gamma=gamma, steps=steps, lr=lr, t0=t0)
+    return ptd.Lambda, ptd.B
 
-    Returns :class:`PTD` ``(Lambda, B, V, Vinv, E, kappa)``; the first two are what S4-PTD needs (Λ and
-    ``B̃ = V^{-1} b``; S4-PTD also maps C by ``V``). ``gamma`` weighs ``||E||_F/||A||_F`` against ``κ(V)^2``: larger
-    ``gamma`` gives a smaller perturbation and a worse-conditioned ``V``. Deterministic; cached per arguments.
+
+def legs_ptd_system(
+    N: int,
+    *,
+    gamma: float = 4000.0,
+    steps: int = 1000,
+    lr: float = 0.02,
+    t0: float = 0.3,
+) -> PTD:
+    """PTD diagonalization of HiPPO-LegS of size ``N`` (even): :class:`PTD` ``(Lambda, B, V, Vinv, E, kappa)``.
+
+    ``gamma`` weighs ``||E||_F/||A||_F`` against ``κ(V)^2``: larger ``gamma`` gives a smaller perturbation and a
+    worse-conditioned ``V``. ``steps``, ``lr``: Adam iterations and peak learning rate. ``t0``: start point
+    ``A + t0·PP^T``. Deterministic; cached per arguments (copies are returned).
     """
     if not isinstance(N, (int, np.integer)) or N < 2 or N % 2:
         raise ValueError(f"legs_ptd needs an even state size N >= 2 (conjugate pairs); got N={N!r}.")
