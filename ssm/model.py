@@ -1,0 +1,285 @@
+"""The sequence-model backbone of the S4 papers around any SSM layer.
+
+``SequenceModel``: encoder (linear for float inputs, embedding for tokens) -> ``n_layers`` residual
+blocks -> (final norm if pre-norm) -> pooling (mean / last / none, masked by the true lengths) ->
+decoder (linear; tied embedding for language models; for two-sequence retrieval the pooled features
+``[a, b, a*b, a-b]`` go through a GELU MLP). A block is
+
+    pre-norm:   x + drop(out(drop(act(SSM(norm(x))))))
+    post-norm:  norm(x + drop(out(drop(act(SSM(x))))))
+
+with ``out`` a Linear(H, 2H) + GLU, a Linear(H, H), or nothing. BatchNorm keeps running statistics
+in an ``eqx.nn.State`` and normalises over the (global) batch and time, per channel, like
+``BatchNorm1d`` on ``(B, H, L)``; it needs the per-example call to be vmapped with
+``axis_name="batch"``. The model acts on ONE example; batch it with ``eqx.filter_vmap``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, PRNGKeyArray
+
+from ssm.config import ModelConfig
+from ssm.data.base import DatasetInfo
+from ssm.layers.base import AbstractSSMLayer
+
+# --model.layer name -> class name exported by ssm.layers (picked up when it exists).
+LAYER_CLASSES: dict[str, str] = {"s4": "S4", "s4d": "S4D", "dss": "DSS", "s5": "S5", "hope": "HOPE"}
+
+
+def available_layers() -> dict[str, type[AbstractSSMLayer]]:
+    """The ``--model.layer`` names whose class is implemented in :mod:`ssm.layers`."""
+    import ssm.layers
+
+    out = {}
+    for name, cls_name in LAYER_CLASSES.items():
+        cls = getattr(ssm.layers, cls_name, None)
+        if cls is not None:
+            out[name] = cls
+    return out
+
+
+def layer_class(name: str) -> type[AbstractSSMLayer]:
+    if name not in LAYER_CLASSES:
+        raise ValueError(f"model.layer: unknown layer {name!r}; choose one of {sorted(LAYER_CLASSES)}")
+    layers = available_layers()
+    if name not in layers:
+        raise ValueError(
+            f"model.layer: layer {name!r} (ssm.layers.{LAYER_CLASSES[name]}) is not implemented in "
+            f"this installation; available: {sorted(layers)}"
+        )
+    return layers[name]
+
+
+def make_layer(cfg: ModelConfig, *, key: PRNGKeyArray) -> AbstractSSMLayer:
+    cls = layer_class(cfg.layer)
+    kwargs = cfg.layer_kwargs()
+    try:
+        return cls(d_model=cfg.d_model, d_state=cfg.d_state, key=key, **kwargs)
+    except TypeError as e:
+        if "unexpected keyword" in str(e):
+            raise ValueError(
+                f"model: an option set in the model config is not accepted by {cls.__name__} "
+                f"(set: {sorted(kwargs)}): {e}"
+            ) from None
+        raise
+
+
+def _dropout(x: Array, rate: float, key: PRNGKeyArray | None, tie: bool) -> Array:
+    """Inverted dropout on ``(L, H)``; ``tie`` shares one mask per channel over time."""
+    if key is None or rate == 0.0:
+        return x
+    shape = (1, x.shape[-1]) if tie else x.shape
+    keep = jax.random.bernoulli(key, 1.0 - rate, shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+def _activation(name: str, x: Array) -> Array:
+    if name == "gelu":
+        return jax.nn.gelu(x, approximate=False)
+    if name == "relu":
+        return jax.nn.relu(x)
+    return x
+
+
+class Norm(eqx.Module):
+    """LayerNorm per time step, BatchNorm over (batch, time) per channel, or identity."""
+
+    kind: str = eqx.field(static=True)
+    ln: eqx.nn.LayerNorm | None
+    bn: eqx.nn.BatchNorm | None
+
+    def __init__(self, kind: str, d: int, momentum: float):
+        self.kind = kind
+        self.ln = eqx.nn.LayerNorm(d) if kind == "layer" else None
+        self.bn = (
+            eqx.nn.BatchNorm(d, axis_name="batch", momentum=momentum, mode="batch")
+            if kind == "batch"
+            else None
+        )
+
+    def __call__(self, x: Array, state: eqx.nn.State) -> tuple[Array, eqx.nn.State]:
+        if self.ln is not None:
+            return jax.vmap(self.ln)(x), state
+        if self.bn is not None:
+            y, state = self.bn(x.T, state)
+            return y.T, state
+        return x, state
+
+
+class Block(eqx.Module):
+    """One residual block around an SSM layer (see the module docstring)."""
+
+    layer: AbstractSSMLayer
+    norm: Norm
+    out: eqx.nn.Linear | None
+    prenorm: bool = eqx.field(static=True)
+    residual: bool = eqx.field(static=True)
+    output: str = eqx.field(static=True)
+    activation: str = eqx.field(static=True)
+    dropout: float = eqx.field(static=True)
+    tie_dropout: bool = eqx.field(static=True)
+
+    def __init__(self, cfg: ModelConfig, *, key: PRNGKeyArray):
+        k_layer, k_out = jax.random.split(key)
+        h = cfg.d_model
+        self.layer = make_layer(cfg, key=k_layer)
+        self.norm = Norm(cfg.norm, h, cfg.bn_momentum)
+        if cfg.output == "glu":
+            self.out = eqx.nn.Linear(h, 2 * h, key=k_out)
+        elif cfg.output == "linear":
+            self.out = eqx.nn.Linear(h, h, key=k_out)
+        else:
+            self.out = None
+        self.prenorm = cfg.prenorm
+        self.residual = cfg.residual
+        self.output = cfg.output
+        self.activation = cfg.activation
+        self.dropout = cfg.dropout
+        self.tie_dropout = cfg.tie_dropout
+
+    def __call__(
+        self, x: Array, state: eqx.nn.State, *, key: PRNGKeyArray | None = None, rate: float = 1.0
+    ) -> tuple[Array, eqx.nn.State]:
+        k1, k2 = (None, None) if key is None else tuple(jax.random.split(key))
+        z = x
+        if self.prenorm:
+            z, state = self.norm(z, state)
+        z = self.layer(z, rate=rate)
+        z = _dropout(_activation(self.activation, z), self.dropout, k1, self.tie_dropout)
+        if self.out is not None:
+            z = jax.vmap(self.out)(z)
+            if self.output == "glu":
+                z = jax.nn.glu(z, axis=-1)
+            z = _dropout(z, self.dropout, k2, self.tie_dropout)
+        if self.residual:
+            z = z + x
+        if not self.prenorm:
+            z, state = self.norm(z, state)
+        return z, state
+
+
+def _pool(x: Array, mode: str, length: Array | None) -> Array:
+    """``(L, H) -> (H,)`` (mean, last) or ``(L, H)`` (none), over the first ``length`` steps."""
+    if mode == "none":
+        return x
+    n = x.shape[0] if length is None else length
+    if mode == "last":
+        return x[jnp.asarray(n) - 1]
+    if length is None:
+        return jnp.mean(x, axis=0)
+    mask = (jnp.arange(x.shape[0]) < length)[:, None]
+    return jnp.sum(jnp.where(mask, x, 0.0), axis=0) / jnp.maximum(length, 1)
+
+
+class SequenceModel(eqx.Module):
+    """Encoder -> residual SSM blocks -> pooling -> decoder, on one example.
+
+    ``model(inputs, state, key=..., lengths=..., inputs2=..., lengths2=...)`` returns
+    ``(outputs, state)``: logits ``(d_output,)`` (pooled) or ``(L, d_output)`` (``pool="none"``).
+    """
+
+    encoder: eqx.nn.Linear | eqx.nn.Embedding
+    blocks: tuple[Block, ...] | Block  # a stacked Block (leading layer axis) when scan_layers
+    final_norm: Norm | None
+    decoder: eqx.nn.Linear | eqx.nn.MLP | None
+    pool: str = eqx.field(static=True)
+    tokens: bool = eqx.field(static=True)
+    retrieval: bool = eqx.field(static=True)
+    scan_layers: bool = eqx.field(static=True)
+    n_layers: int = eqx.field(static=True)
+
+    def __init__(self, cfg: ModelConfig, info: DatasetInfo, *, key: PRNGKeyArray):
+        k_enc, k_blocks, k_dec = jax.random.split(key, 3)
+        h = cfg.d_model
+        self.tokens = info.tokens
+        self.retrieval = info.task == "retrieval"
+        self.pool = cfg.pool
+        self.scan_layers = cfg.scan_layers
+        self.n_layers = cfg.n_layers
+        if info.task in ("lm", "generation") and cfg.pool != "none":
+            raise ValueError(f"model.pool must be 'none' for the {info.task!r} task (got {cfg.pool!r}): "
+                             "pass --model.pool none")  # fmt: skip
+        if self.retrieval and cfg.pool == "none":
+            raise ValueError("model.pool must be 'mean' or 'last' for retrieval: pass --model.pool mean")
+        self.encoder = (
+            eqx.nn.Embedding(info.d_input, h, key=k_enc) if info.tokens else eqx.nn.Linear(info.d_input, h, key=k_enc)
+        )
+        keys = jax.random.split(k_blocks, cfg.n_layers)
+        if cfg.scan_layers:
+            self.blocks = eqx.filter_vmap(lambda k: Block(cfg, key=k))(keys)
+        else:
+            self.blocks = tuple(Block(cfg, key=k) for k in keys)
+        self.final_norm = Norm(cfg.norm, h, cfg.bn_momentum) if cfg.prenorm else None
+        if cfg.tie_embeddings:
+            if not info.tokens or info.d_input != info.d_output:
+                raise ValueError("model.tie_embeddings needs token inputs with d_input == d_output (an LM)")
+            self.decoder = None
+        elif self.retrieval:
+            self.decoder = eqx.nn.MLP(4 * h, info.d_output, h, 1, activation=jax.nn.gelu, key=k_dec)
+        else:
+            self.decoder = eqx.nn.Linear(h, info.d_output, key=k_dec)
+
+    def features(
+        self, inputs: Array, state: eqx.nn.State, *, key: PRNGKeyArray | None = None, rate: float = 1.0
+    ) -> tuple[Array, eqx.nn.State]:
+        """``(L,)`` tokens or ``(L, C)`` floats -> ``(L, H)`` after the block stack."""
+        x = jax.vmap(self.encoder)(inputs)
+        keys = [None] * self.n_layers if key is None else list(jax.random.split(key, self.n_layers))
+        if self.scan_layers:
+            params, static = eqx.partition(self.blocks, eqx.is_array)
+            ks = None if key is None else jnp.stack(keys)
+
+            def body(h, xs):
+                p, k = xs
+                h, _ = eqx.combine(p, static)(h, state, key=k, rate=rate)
+                return h, None
+
+            x, _ = jax.lax.scan(body, x, (params, ks))
+        else:
+            for block, k in zip(self.blocks, keys):
+                x, state = block(x, state, key=k, rate=rate)
+        if self.final_norm is not None:
+            x, state = self.final_norm(x, state)
+        return x, state
+
+    def __call__(
+        self,
+        inputs: Array,
+        state: eqx.nn.State,
+        *,
+        key: PRNGKeyArray | None = None,
+        lengths: Array | None = None,
+        inputs2: Array | None = None,
+        lengths2: Array | None = None,
+        rate: float = 1.0,
+    ) -> tuple[Array, eqx.nn.State]:
+        k1, k2 = (None, None) if key is None else tuple(jax.random.split(key))
+        x, state = self.features(inputs, state, key=k1, rate=rate)
+        x = _pool(x, self.pool, lengths)
+        if self.retrieval:
+            if inputs2 is None:
+                raise ValueError("retrieval model needs 'inputs2' in the batch")
+            x2, state = self.features(inputs2, state, key=k2, rate=rate)
+            x2 = _pool(x2, self.pool, lengths2)
+            return self.decoder(jnp.concatenate([x, x2, x * x2, x - x2])), state
+        if self.decoder is None:
+            return x @ self.encoder.weight.T, state
+        if x.ndim == 2:
+            return jax.vmap(self.decoder)(x), state
+        return self.decoder(x), state
+
+
+def make_model(
+    cfg: ModelConfig, info: DatasetInfo, *, key: PRNGKeyArray
+) -> tuple[SequenceModel, eqx.nn.State]:
+    """The model and its initial state (BatchNorm running statistics; empty otherwise)."""
+    return eqx.nn.make_with_state(SequenceModel)(cfg, info, key=key)
+
+
+def count_params(model: Any) -> int:
+    return sum(x.size for x in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array)))

@@ -1,0 +1,127 @@
+"""AdamW with parameter groups and learning-rate schedules.
+
+Every array of the model gets one of three labels:
+
+- ``"ssm"``: the SSM parameters (fields in ``ssm_param_names`` of each layer, see
+  :func:`ssm.layers.ssm_param_mask`): peak lr ``optim.ssm_lr``, weight decay 0 (frozen if ``ssm_lr == 0``);
+- ``"no_decay"``: biases and normalisation parameters: peak lr ``optim.lr``, weight decay 0 unless
+  ``optim.wd_bias_norm`` (the S4 default excludes them from decay);
+- ``"decay"``: everything else: peak lr ``optim.lr``, weight decay ``optim.weight_decay``.
+
+Both peak rates follow one schedule shape (:func:`schedule`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import PyTree
+
+from ssm.config import OptimConfig
+from ssm.layers.base import ssm_param_mask
+
+SSM, DECAY, NO_DECAY = "ssm", "decay", "no_decay"
+
+
+def schedule(peak: float, cfg: OptimConfig, total_steps: int) -> Callable[[Any], Any]:
+    """lr(t): linear warmup ``peak·t/W`` for ``t < W``, then with ``p = (t-W)/(D-W)`` clipped to
+    [0, 1] and ``end = min_lr_ratio·peak``: cosine ``end + (peak-end)(1+cos πp)/2``, linear
+    ``peak + (end-peak)p``, or constant ``peak``. ``D = decay_steps`` (default ``total_steps``)."""
+    warmup = cfg.warmup_steps
+    decay = cfg.decay_steps if cfg.decay_steps is not None else total_steps
+    end = cfg.min_lr_ratio * peak
+    kind = cfg.schedule
+
+    def lr(t):
+        t = jnp.asarray(t, dtype=jnp.float32 if not jax.config.jax_enable_x64 else jnp.float64)
+        warm = peak * t / max(warmup, 1)
+        p = jnp.clip((t - warmup) / max(decay - warmup, 1), 0.0, 1.0)
+        if kind == "cosine":
+            after = end + (peak - end) * 0.5 * (1.0 + jnp.cos(jnp.pi * p))
+        elif kind == "linear":
+            after = peak + (end - peak) * p
+        else:
+            after = jnp.full_like(t, peak)
+        return jnp.where(t < warmup, warm, after)
+
+    return lr
+
+
+def _is_param(x: Any) -> bool:
+    return eqx.is_array(x) or isinstance(x, jax.ShapeDtypeStruct)
+
+
+def param_labels(model: PyTree, cfg: OptimConfig) -> PyTree[str | None]:
+    """A label per array leaf of ``model`` (``None`` on non-array leaves), structured like
+    ``eqx.filter(model, eqx.is_array)``."""
+    norm_types = (eqx.nn.LayerNorm, eqx.nn.BatchNorm, eqx.nn.GroupNorm, eqx.nn.RMSNorm)
+    bias_types = (eqx.nn.Linear, eqx.nn.Conv)
+    other = DECAY if cfg.wd_bias_norm else NO_DECAY
+
+    def base(node):
+        if isinstance(node, norm_types):
+            return jax.tree_util.tree_map(lambda _: other, node)
+        if isinstance(node, bias_types):
+            labels = jax.tree_util.tree_map(lambda _: DECAY, node)
+            if node.bias is not None:
+                labels = eqx.tree_at(lambda m: m.bias, labels, other)
+            return labels
+        return DECAY
+
+    base_labels = jax.tree_util.tree_map(
+        base, model, is_leaf=lambda n: isinstance(n, norm_types + bias_types)
+    )
+    mask = ssm_param_mask(model)
+    return jax.tree_util.tree_map(
+        lambda x, m, b: (SSM if m else b) if _is_param(x) else None, model, mask, base_labels
+    )
+
+
+def _adamw(lr, wd: float, cfg: OptimConfig) -> optax.GradientTransformation:
+    return optax.inject_hyperparams(optax.adamw)(
+        learning_rate=lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=wd
+    )
+
+
+def make_optimizer(
+    model: PyTree, cfg: OptimConfig, total_steps: int
+) -> tuple[optax.GradientTransformation, dict[str, Callable]]:
+    """The optax transformation for ``eqx.filter(model, eqx.is_array)`` and the schedules
+    ``{"lr": ..., "ssm_lr": ...}`` (functions of the optimizer step, for logging)."""
+    ssm_peak = cfg.lr if cfg.ssm_lr is None else cfg.ssm_lr
+    lr, ssm_lr = schedule(cfg.lr, cfg, total_steps), schedule(ssm_peak, cfg, total_steps)
+    labels = param_labels(model, cfg)
+    groups = {
+        DECAY: _adamw(lr, cfg.weight_decay, cfg),
+        NO_DECAY: _adamw(lr, cfg.weight_decay if cfg.wd_bias_norm else 0.0, cfg),
+        SSM: _adamw(ssm_lr, 0.0, cfg) if ssm_peak > 0 else optax.set_to_zero(),
+    }
+    # An eqx.Module label tree is callable: optax would call it, so wrap it in a lambda.
+    tx = optax.multi_transform(groups, lambda _: labels)
+    if cfg.clip_norm is not None:
+        tx = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), tx)
+    return tx, {"lr": lr, "ssm_lr": ssm_lr}
+
+
+def group_hyperparams(opt_state: Any) -> dict[str, dict[str, Any]]:
+    """``{label: {"learning_rate": .., "weight_decay": ..}}`` as held in the optimizer state (the
+    values used by the latest update)."""
+    found: dict[str, dict[str, Any]] = {}
+
+    def visit(node):
+        if isinstance(node, optax.transforms.PartitionState):
+            for label, inner in node.inner_states.items():
+                hp = getattr(inner.inner_state, "hyperparams", None)
+                if hp is not None:
+                    found[label] = dict(hp)
+            return
+        if isinstance(node, tuple):
+            for n in node:
+                visit(n)
+
+    visit(opt_state)
+    return found

@@ -1,0 +1,39 @@
+"""The training state: one pytree holding everything a step reads and writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, PyTree
+
+from ssm.config import Config
+from ssm.data.base import DatasetInfo
+from ssm.model import SequenceModel, make_model
+
+
+class TrainState(eqx.Module):
+    """``step`` (optimizer steps done), ``model``, ``model_state`` (BatchNorm statistics),
+    ``opt_state`` and ``key`` (raw uint32 PRNG key data, split once per step)."""
+
+    step: Array
+    model: SequenceModel
+    model_state: eqx.nn.State
+    opt_state: PyTree[Any]
+    key: Array
+
+
+def init_state(cfg: Config, info: DatasetInfo, tx: optax.GradientTransformation) -> TrainState:
+    """A fresh state from ``cfg.train.seed`` (model init and the dropout stream use distinct keys)."""
+    k_model, k_loop = jax.random.split(jax.random.PRNGKey(cfg.train.seed))
+    model, model_state = make_model(cfg.model, info, key=k_model)
+    opt_state = tx.init(eqx.filter(model, eqx.is_array))
+    return TrainState(jnp.zeros((), jnp.int32), model, model_state, opt_state, k_loop)
+
+
+def abstract_state(cfg: Config, info: DatasetInfo, tx: optax.GradientTransformation) -> TrainState:
+    """The state's shapes and dtypes (``jax.ShapeDtypeStruct`` leaves) without computing anything."""
+    return eqx.filter_eval_shape(init_state, cfg, info, tx)

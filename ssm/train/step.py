@@ -1,0 +1,116 @@
+"""The pure training and evaluation steps.
+
+``train_step(state, batch) -> (state, metrics)`` is one optimizer step over a global batch (a dict of
+arrays with a leading batch axis, sharded over the ``"data"`` mesh axis); with gradient accumulation
+the batch is split into ``grad_accum`` equal micro-batches whose mean gradients are averaged.
+The per-example model call is vmapped with ``axis_name="batch"`` so that BatchNorm statistics are
+taken over the whole global batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array
+
+from ssm.train.metrics import example_metrics, reduce_sums
+from ssm.train.state import TrainState
+
+Batch = dict[str, Array]
+
+_MODEL_KEYS = ("lengths", "inputs2", "lengths2")
+
+
+def _forward(model, model_state, batch: Batch, keys: Array | None):
+    """Per-example outputs ``(B, ...)`` and the new model state."""
+    extras = {k: batch[k] for k in _MODEL_KEYS if k in batch}
+
+    def one(inputs, extra, state, key):
+        return model(inputs, state, key=key, **extra)
+
+    if keys is None:
+        return eqx.filter_vmap(
+            lambda x, e, s: one(x, e, s, None), in_axes=(0, 0, None), out_axes=(0, None), axis_name="batch"
+        )(batch["inputs"], extras, model_state)
+    return eqx.filter_vmap(one, in_axes=(0, 0, None, 0), out_axes=(0, None), axis_name="batch")(
+        batch["inputs"], extras, model_state, keys
+    )
+
+
+def batch_sums(model, model_state, batch: Batch, task: str, keys: Array | None):
+    outputs, model_state = _forward(model, model_state, batch, keys)
+    per_example = eqx.filter_vmap(lambda o, ex: example_metrics(o, ex, task))(outputs, batch)
+    return reduce_sums(per_example, batch.get("weights")), model_state
+
+
+def make_train_step(
+    tx: optax.GradientTransformation, task: str, grad_accum: int = 1, state_sharding: Any = None
+) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, Array]]]:
+    """The jitted step; the state (and batch) buffers are donated. ``state_sharding`` (e.g. a
+    replicated ``NamedSharding``) is imposed on the new state."""
+
+    def loss_fn(model, model_state, batch, key):
+        n = batch["inputs"].shape[0]
+        sums, model_state = batch_sums(model, model_state, batch, task, jax.random.split(key, n))
+        loss = sums["loss"][0] / sums["loss"][1]
+        return loss, (sums, model_state)
+
+    grad_fn = eqx.filter_value_and_grad(loss_fn, has_aux=True)
+
+    @eqx.filter_jit(donate="all")
+    def train_step(state: TrainState, batch: Batch):
+        key, step_key = jax.random.split(state.key)
+        if grad_accum == 1:
+            (loss, (sums, model_state)), grads = grad_fn(state.model, state.model_state, batch, step_key)
+        else:
+            micro = jax.tree_util.tree_map(
+                lambda a: a.reshape((grad_accum, a.shape[0] // grad_accum) + a.shape[1:]), batch
+            )
+            keys = jax.random.split(step_key, grad_accum)
+            params, static = eqx.partition(state.model, eqx.is_array)
+            head = jax.tree_util.tree_map(lambda a: a[0], micro)
+            (_, (sums, model_state)), grads = grad_fn(state.model, state.model_state, head, keys[0])
+
+            def body(carry, xs):
+                g_acc, s_acc, mstate = carry
+                mb, k = xs
+                (_, (s, mstate)), g = grad_fn(eqx.combine(params, static), mstate, mb, k)
+                return (jax.tree_util.tree_map(jnp.add, g_acc, g), jax.tree_util.tree_map(jnp.add, s_acc, s), mstate), None
+
+            rest = jax.tree_util.tree_map(lambda a: a[1:], (micro, keys))
+            (grads, sums, model_state), _ = jax.lax.scan(body, (grads, sums, model_state), rest)
+            grads = jax.tree_util.tree_map(lambda g: g / grad_accum, grads)
+            loss = sums["loss"][0] / sums["loss"][1]
+        params = eqx.filter(state.model, eqx.is_array)
+        updates, opt_state = tx.update(grads, state.opt_state, params)
+        model = eqx.apply_updates(state.model, updates)
+        new = TrainState(state.step + 1, model, model_state, opt_state, key)
+        if state_sharding is not None:
+            new = eqx.filter_shard(new, state_sharding)
+        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "sums": sums}
+        return new, metrics
+
+    return train_step
+
+
+def make_eval_step(task: str) -> Callable[[Any, Any, Batch], dict[str, tuple[Array, Array]]]:
+    """``eval_step(model, model_state, batch) -> sums``: inference mode (running BatchNorm
+    statistics, no dropout); padded examples carry ``batch["weights"] == 0``."""
+
+    @eqx.filter_jit
+    def eval_step(model, model_state, batch: Batch):
+        model = eqx.nn.inference_mode(model)
+        sums, _ = batch_sums(model, model_state, batch, task, None)
+        return sums
+
+    return eval_step
+
+
+@eqx.filter_jit
+def all_finite(tree) -> Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_inexact_array))]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
