@@ -156,6 +156,7 @@ class DataConfig:
     n_memorize: int | None = None  # copying tasks: tokens to memorize
     n_tokens: int | None = None  # copying tasks: alphabet size (incl. blank and marker)
     lag: int | None = None  # copying: blanks between tokens and markers; delay: the delay in steps
+    contour: int | None = None  # Pathfinder/Path-X contour length: 6, 9 or 14 (LRA "hard", the default)
 
     def __post_init__(self) -> None:
         _check(bool(self.name), "data.name", "must name a registered dataset", self.name)

@@ -4,6 +4,7 @@
 from types import ModuleType
 
 from ssm.data import aan, bidmc, cifar, digits, fsdd, imdb, mnist
+from ssm.data import listops, pathfinder
 from ssm.data.audio import DATASETS as _AUDIO
 from ssm.data.informer import DATASETS as _INFORMER
 from ssm.data.speech_commands import DATASETS as _SPEECH_COMMANDS
@@ -24,6 +25,8 @@ DATASETS: dict[str, ModuleType] = {
     "bidmc": bidmc,
     **_SPEECH_COMMANDS,  # sc35, sc10
     **_AUDIO,  # sc09, youtubemix, beethoven
+    "listops": listops,  # LRA ListOps (release or scripts/prepare_data.py listops)
+    "pathfinder": pathfinder,  # LRA Pathfinder / Path-X (resolution 128)
 }
 
 
