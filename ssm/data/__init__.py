@@ -3,7 +3,7 @@
 
 from types import ModuleType
 
-from ssm.data import aan, bidmc, cifar, digits, fsdd, imdb, mnist
+from ssm.data import aan, bidmc, cifar, digits, fsdd, imdb, mnist, mnist_gen
 from ssm.data import listops, pathfinder
 from ssm.data.audio import DATASETS as _AUDIO
 from ssm.data.informer import DATASETS as _INFORMER
@@ -15,6 +15,7 @@ from ssm.data.base import SPLITS, ArraySource, DatasetInfo, split_indices
 DATASETS: dict[str, ModuleType] = {
     "digits": digits,
     "mnist": mnist,
+    "mnist_gen": mnist_gen,  # pixel-level density model (256-way, inputs shifted right)
     "cifar10": cifar,
     "fsdd": fsdd,
     **_SYNTHETIC,  # copying, selective_copying, adding, delay

@@ -1,0 +1,211 @@
+"""Load a trained run for inference: ``model, cfg = ssm.load(run_dir)``.
+
+``load`` reads ``RUN_DIR/config.json``, rebuilds the model's structure without computing it
+(``eqx.filter_eval_shape``) and restores the checkpoint's arrays into it on one device, whatever the
+number of devices the run was trained on (Orbax restores into the given target; engineering.md §5.3).
+The result is an :class:`InferenceModel`: the backbone in inference mode (no dropout, BatchNorm
+running statistics) together with its BatchNorm state, with a jitted batched :meth:`~InferenceModel.predict`
+and :meth:`~InferenceModel.generate` for autoregressive models.
+
+Resolution change: every call takes ``rate`` (Δ' = rate·Δ in every layer, ssm-math.md §1.3): a model
+trained on signals sampled every Δ reads signals sampled every ``rate·Δ`` (e.g. ``rate=2`` for
+16 kHz → 8 kHz). :class:`AtRate` fixes the rate of a backbone for code that calls it without one
+(``scripts/evaluate.py --rate``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, PRNGKeyArray
+
+from ssm.config import Config, config_from_dict
+from ssm.layers.base import AbstractSSMLayer
+from ssm.model import SequenceModel
+
+_EXTRAS = ("lengths", "inputs2", "lengths2")
+
+
+class AtRate(eqx.Module):
+    """A backbone that always runs at relative sampling rate ``rate``: ``AtRate(net, 2.0)(inputs, state, ...)``
+    is ``net(inputs, state, ..., rate=2.0)``."""
+
+    net: SequenceModel
+    rate: float = eqx.field(static=True)
+
+    def __call__(self, inputs: Array, state: eqx.nn.State, **kwargs: Any) -> tuple[Array, eqx.nn.State]:
+        if kwargs.pop("rate", None) not in (None, self.rate):
+            raise ValueError("AtRate: this model runs at a fixed rate; do not pass another one")
+        return self.net(inputs, state, rate=self.rate, **kwargs)
+
+
+class InferenceModel(eqx.Module):
+    """A trained backbone ready for inference. ``net`` is the :class:`~ssm.model.SequenceModel` (in
+    inference mode), ``state`` its BatchNorm statistics (empty without BatchNorm), ``task`` the
+    dataset's task. ``model(inputs)`` runs ONE example; :meth:`predict` a batch."""
+
+    net: SequenceModel
+    state: eqx.nn.State
+    task: str = eqx.field(static=True)
+
+    def __call__(
+        self,
+        inputs: Array,
+        *,
+        lengths: Array | None = None,
+        inputs2: Array | None = None,
+        lengths2: Array | None = None,
+        rate: float = 1.0,
+    ) -> Array:
+        """Outputs of one example: class logits, regression values, or per-position logits (L, V)."""
+        return self.net(inputs, self.state, lengths=lengths, inputs2=inputs2, lengths2=lengths2, rate=rate)[0]
+
+    def predict(self, inputs: Array | np.ndarray, *, batch_size: int = 256, rate: float = 1.0, **extras: Any) -> Array:
+        """Outputs of a batch ``inputs (B, L[, C])`` (and ``lengths``/``inputs2``/``lengths2`` of shape ``(B, ...)``),
+        jitted and vmapped, in chunks of ``batch_size`` examples."""
+        return predict(self, inputs, batch_size=batch_size, rate=rate, **extras)
+
+    @property
+    def layers(self) -> list[AbstractSSMLayer]:
+        """The SSM layer of every block, in order (unstacked when the model scans over its layers)."""
+        if self.net.scan_layers:
+            params, static = eqx.partition(self.net.blocks, eqx.is_array)
+            return [
+                eqx.combine(jax.tree_util.tree_map(lambda a, i=i: a[i], params), static).layer
+                for i in range(self.net.n_layers)
+            ]
+        return [b.layer for b in self.net.blocks]
+
+    def generate(
+        self,
+        prompt: Array | np.ndarray,
+        *,
+        length: int,
+        key: PRNGKeyArray,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        start_token: int | None = None,
+        rate: float = 1.0,
+    ) -> Array:
+        """Autoregressive samples ``(B, length)`` continuing ``prompt (B, P)`` (see :func:`ssm.generate.generate`)."""
+        from ssm.generate import generate
+
+        return generate(self.net, self.state, prompt, length=length, key=key, temperature=temperature,
+                        top_p=top_p, start_token=start_token, rate=rate)  # fmt: skip
+
+
+@eqx.filter_jit
+def _predict(model: InferenceModel, batch: dict[str, Array], rate: float) -> Array:
+    def one(ex):
+        return model(ex["inputs"], rate=rate, **{k: ex[k] for k in _EXTRAS if k in ex})
+
+    return jax.vmap(one)(batch)
+
+
+def predict(
+    model: InferenceModel, inputs: Array | np.ndarray, *, batch_size: int = 256, rate: float = 1.0, **extras: Any
+) -> Array:
+    """Batched outputs of ``model`` (see :meth:`InferenceModel.predict`)."""
+    unknown = set(extras) - set(_EXTRAS)
+    if unknown:
+        raise ValueError(f"predict: unknown argument(s) {sorted(unknown)}; the model takes {list(_EXTRAS)}")
+    batch = {"inputs": inputs, **{k: v for k, v in extras.items() if v is not None}}
+    batch = {k: jnp.asarray(v) for k, v in batch.items()}
+    n = batch["inputs"].shape[0]
+    for k, v in batch.items():
+        if v.shape[:1] != (n,):
+            raise ValueError(f"predict: {k} has shape {v.shape}; every argument needs the batch axis first ({n})")
+    if batch_size < 1:
+        raise ValueError(f"predict: batch_size must be >= 1, got {batch_size}")
+    outs = [_predict(model, {k: v[i : i + batch_size] for k, v in batch.items()}, rate) for i in range(0, n, batch_size)]
+    return outs[0] if len(outs) == 1 else jnp.concatenate(outs)
+
+
+def read_config(run_dir: str) -> Config:
+    """The :class:`~ssm.config.Config` saved in ``RUN_DIR/config.json``."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: is {run_dir!r} a run directory written by scripts/train.py?")
+    with open(path) as f:
+        return config_from_dict(json.load(f))
+
+
+def _abstract_train_state(cfg: Config, info: Any) -> Any:
+    """Shapes and dtypes of the run's :class:`~ssm.train.state.TrainState` (the checkpoint's structure)."""
+    from ssm.model import make_model
+    from ssm.train.optimizer import make_optimizer
+    from ssm.train.state import TrainState
+
+    def init():
+        model, model_state = make_model(cfg.model, info, key=jax.random.PRNGKey(0))
+        tx, _ = make_optimizer(model, cfg.optim, cfg.train.steps)
+        opt_state = tx.init(eqx.filter(model, eqx.is_array))
+        return TrainState(jnp.zeros((), jnp.int32), model, model_state, opt_state, jax.random.PRNGKey(0))
+
+    return eqx.filter_eval_shape(init)
+
+
+def load(
+    run_dir: str, step: int | None = None, *, checkpoint: str = "best", data_root: str | None = None
+) -> tuple[InferenceModel, Config]:
+    """``(model, cfg)`` of a run directory.
+
+    ``step=None`` restores the best checkpoint (by validation metric; the latest one if the run has no
+    best checkpoint, or with ``checkpoint="latest"``); ``step=N`` restores the checkpoint of step N
+    (kept as latest or best). The arrays are placed on ``jax.devices()[0]`` whatever the device count
+    the run was saved with; their dtype follows this process's ``jax_enable_x64`` setting. ``data_root``
+    overrides ``data.root`` (datasets whose sizes come from their files, e.g. a vocabulary, read them).
+    """
+    import dataclasses
+
+    from ssm.data import get_dataset
+    from ssm.train.checkpoint import Checkpoints, restore_target
+
+    import orbax.checkpoint as ocp
+
+    if checkpoint not in ("best", "latest"):
+        raise ValueError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}")
+    cfg = read_config(run_dir)
+    if data_root is not None:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data_root))
+    dirs = {w: os.path.join(os.path.abspath(run_dir), d) for w, d in (("latest", "checkpoints"), ("best", "best"))}
+    if not any(os.path.isdir(d) for d in dirs.values()):
+        raise FileNotFoundError(f"no checkpoints in {run_dir!r} (expected {dirs['latest']} or {dirs['best']})")
+    info = get_dataset(cfg.data.name).info(cfg.data)
+    abstract = _abstract_train_state(cfg, info)
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    ckpt = Checkpoints(run_dir, keep=cfg.train.keep, async_save=False)
+    try:
+        if step is None:
+            order = [checkpoint] + (["latest"] if checkpoint == "best" else [])
+            restored = None
+            for which in order:
+                restored = ckpt.restore(abstract, sharding=device, which=which)
+                if restored is not None:
+                    break
+            if restored is None:
+                raise FileNotFoundError(f"no readable checkpoint in {run_dir!r}")
+            state = restored[0]
+        else:
+            holders = [w for w in ("latest", "best") if step in ckpt.steps(w)]
+            if not holders:
+                have = sorted(set(ckpt.steps("latest")) | set(ckpt.steps("best")))
+                raise ValueError(f"no checkpoint of step {step} in {run_dir!r}; saved steps: {have}")
+            arrays, static = restore_target(abstract, device)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # orbax: missing items ("data") are expected
+                r = ckpt.managers[holders[0]].restore(
+                    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(arrays), meta=ocp.args.JsonRestore())
+                )
+            state = eqx.combine(r["state"], static)
+    finally:
+        ckpt.close()
+    net = eqx.nn.inference_mode(state.model)
+    return InferenceModel(net, state.model_state, info.task), cfg
