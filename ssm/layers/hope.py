@@ -1,0 +1,197 @@
+"""HOPE: Hankel-operator parameterized SSMs (Yu, Mahoney, Erichson 2024, "There is HOPE to Avoid HiPPOs for
+Long-memory State Space Models").
+
+Each channel's SSM is given by its first n Markov parameters ``h_1..h_n`` (the entries of its Hankel operator),
+not by ``(A, B, C)``. The paper samples the transfer function ``G(z) = Σ_j h_j z^{-j}`` on the unit circle after the
+Möbius warp ``w(z) = ((1+Δ)z + (Δ-1)) / ((Δ-1)z + (Δ+1))`` (inverse bilinear with step 1, then bilinear with step Δ):
+``Ĝ_k = Σ_j h_j e^{-ijθ_k}``, ``θ_k = 2 atan2(sin(πk/L)/Δ, cos(πk/L))`` (:func:`warped_response`).
+
+**Realization (derived here).** In the delay operator ``q = z^{-1}``, ``w^{-1} = β(q) = (q - α)/(1 - αq)`` with
+``α = (1-Δ)/(1+Δ)``: a first-order all-pass section. So the warped filter is
+
+    G_Δ(q) = Σ_{j=1}^{n} h_j β(q)^j,
+
+a chain of n identical all-pass sections ``s_j = β(q) s_{j-1}`` (``s_0 = u``) whose outputs are weighted by ``h_j``
+(a "warped FIR filter"). Δ = 1 gives ``α = 0``, ``β = q``: the plain FIR filter with taps ``h_j`` at lags ``j``.
+Each section is ``s_j[t] + α s_{j-1}[t] = α s_j[t-1] + s_{j-1}[t-1] =: r_j[t-1]``, so the n numbers
+``r_j = α s_j + s_{j-1}`` are a minimal state (G_Δ has degree n). With the lower shift ``S``, ``e₁``, and
+``T = (I + αS)^{-1}`` (``T_ij = (-α)^{i-j}``, i ≥ j)::
+
+    s_t = T r_{t-1} - α T e₁ u_t,    y_t = h·s_t + D u_t,    r_t = (αI + S) s_t + e₁ u_t,
+
+i.e. ``r_t = Ā r_{t-1} + B̄ u_t`` with ``Ā = (αI + S) T`` (all eigenvalues α, ``|α| < 1`` for Δ > 0),
+``B̄ = (I - αĀ) e₁``, and ``y_t = C̃ r_{t-1} + D̃ u_t`` with ``C̃ = h T``, ``D̃ = Σ_j h_j (-α)^j``. The all-pass
+sections are lossless, so the state stays well scaled for any Δ.
+
+**Kernel (a deliberate difference from the reference).** The reference uses the L samples ``Ĝ_k`` as an FFT
+multiplier, i.e. a *circular* convolution with the impulse response of ``G_Δ`` aliased modulo L (its tail decays only
+like ``|α|^t ≈ e^{-2Δt}``, so for small Δ the wrap-around is large). Here the kernel is the exact impulse response
+``K_0 = D̃``, ``K_k = C̃ Ā^{k-1} B̄``, truncated at L, used in an ordinary causal (zero-padded) convolution; so the
+convolution mode, ``step`` and ``prefill`` are exactly the same causal system. Its frequency response is
+``Ĝ`` (:func:`warped_response` sampled finely enough recovers it, up to the aliasing of the tail).
+
+Markov parameters are real: with a real input the reference's ``Re(IFFT(FFT(u)·Ĝ))`` ignores ``Im h`` (Ĝ of
+``i·Im h`` is conjugate-antisymmetric), so storing complex ``h`` as the reference does would only add dead weights.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ssm import kernels
+from ssm.layers.base import AbstractSSMLayer
+
+
+def warped_response(h: Float[Array, "*batch n"], dt: Float[Array, "*batch"], L: int) -> Array:
+    """The paper's samples ``Ĝ_k = Σ_{j=1}^n h_j e^{-ijθ_k}``, ``θ_k = 2 atan2(sin(πk/L)/Δ, cos(πk/L))``,
+    ``k = 0..L-1``: shape ``(*batch, L)`` complex."""
+    k = jnp.arange(L, dtype=jnp.result_type(h.dtype, jnp.float32))
+    x = jnp.pi * k / L
+    theta = 2 * jnp.arctan2(jnp.sin(x) / dt[..., None], jnp.cos(x))  # (*batch, L)
+    j = jnp.arange(1, h.shape[-1] + 1, dtype=theta.dtype)
+    return jnp.einsum("...j,...jk->...k", h.astype(jnp.result_type(h.dtype, jnp.complex64)),
+                      jnp.exp(-1j * j[:, None] * theta[..., None, :]))
+
+
+def hope_realization(
+    h: Float[Array, "*batch n"], dt: Float[Array, "*batch"]
+) -> tuple[Float[Array, "*batch n n"], Float[Array, "*batch n"], Float[Array, "*batch n"], Float[Array, "*batch"]]:
+    """``(Ā, B̄, C̃, D̃)`` of the all-pass-chain realization of ``G_Δ(q) = Σ_j h_j β(q)^j`` (module docstring):
+    ``r_t = Ā r_{t-1} + B̄ u_t``, ``y_t = C̃ r_{t-1} + D̃ u_t`` (no skip term)."""
+    n = h.shape[-1]
+    alpha = (1 - dt) / (1 + dt)
+    # First column of T = (I + αS)^{-1}: (-α)^k, built by a cumulative product so that it is smooth at α = 0.
+    col = jnp.cumprod(jnp.concatenate([jnp.ones_like(alpha)[..., None],
+                                       jnp.broadcast_to(-alpha[..., None], alpha.shape + (n - 1,))], -1), -1)
+    i = jnp.arange(n)
+    lag = i[:, None] - i[None, :]
+    T = jnp.where(lag >= 0, col[..., jnp.clip(lag, 0, n - 1)], 0.0)  # (*batch, n, n)
+    ST = jnp.concatenate([jnp.zeros_like(T[..., :1, :]), T[..., :-1, :]], axis=-2)  # S T
+    Ab = alpha[..., None, None] * T + ST
+    Bb = -alpha[..., None] * Ab[..., :, 0]
+    Bb = Bb.at[..., 0].add(1.0)
+    C = jnp.einsum("...j,...jk->...k", h, T)
+    Dt = jnp.sum(h * col * -alpha[..., None], axis=-1)  # Σ_j h_j (-α)^j
+    return Ab, Bb, C, Dt
+
+
+HOPE_INITS = ("randn",)
+
+
+class HOPE(AbstractSSMLayer):
+    """HOPE layer: ``ssm.HOPE(d_model=H, d_state=n, key=key, **options)``; ``n`` Markov parameters per channel.
+
+    Options: ``dt_min``/``dt_max`` (1e-4, 1e-1: log-uniform Δ init, one Δ per transfer function as in the reference),
+    ``train_dt`` (True; False freezes Δ by a stop-gradient, as the reference's ``lr_dt = 0``), ``init``: ``"randn"``
+    (``h_j ~ N(0, 1)·init_scale/√n``, ``init_scale = 1/4`` is the reference's real-part scale
+    ``Re(randn_complex)/(2√(2n))``), ``decay_exp`` (0: ``h_j ← h_j·j^{decay_exp}``, the reference's optional decay),
+    ``bidirectional`` (a second set of Markov parameters and Δ for the backward kernel, project convention).
+
+    Parameters: ``h (d, H, n)``, ``log_dt (d, H)`` (``d = 2`` if bidirectional), ``D (H,)``. SSM parameters: ``h``,
+    ``log_dt``. ``rate`` multiplies Δ.
+    """
+
+    ssm_param_names: ClassVar[tuple[str, ...]] = ("h", "log_dt")
+
+    d_model: int = eqx.field(static=True)
+    d_state: int = eqx.field(static=True)
+    bidirectional: bool = eqx.field(static=True)
+    train_dt: bool = eqx.field(static=True)
+    h: Float[Array, "d H n"]
+    log_dt: Float[Array, "d H"]
+    D: Float[Array, " H"]
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 128,
+        *,
+        key: PRNGKeyArray,
+        init: str = "randn",
+        init_scale: float = 0.25,
+        decay_exp: float = 0.0,
+        dt_min: float = 1e-4,
+        dt_max: float = 1e-1,
+        train_dt: bool = True,
+        bidirectional: bool = False,
+    ):
+        if d_model < 1 or d_state < 1:
+            raise ValueError(f"HOPE needs d_model >= 1 and d_state (Markov parameters) >= 1; got {d_model}, {d_state}.")
+        if init not in HOPE_INITS:
+            raise ValueError(f"Unknown HOPE init {init!r}; choose one of {HOPE_INITS}.")
+        if not 0 < dt_min <= dt_max:
+            raise ValueError(f"Need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}.")
+        H, n, d = d_model, d_state, 2 if bidirectional else 1
+        k_h, k_dt, k_d = jax.random.split(key, 3)
+        self.d_model, self.d_state, self.bidirectional, self.train_dt = H, n, bidirectional, train_dt
+        j = jnp.arange(1, n + 1, dtype=jnp.zeros(()).dtype)
+        self.h = jax.random.normal(k_h, (d, H, n)) * (init_scale / np.sqrt(n)) * j**decay_exp
+        self.log_dt = jax.random.uniform(k_dt, (d, H), minval=np.log(dt_min), maxval=np.log(dt_max))
+        self.D = jax.random.normal(k_d, (H,))
+
+    def _dt(self, rate: float) -> Float[Array, "d H"]:
+        log_dt = self.log_dt if self.train_dt else jax.lax.stop_gradient(self.log_dt)
+        return rate * jnp.exp(log_dt)
+
+    def realization(self, *, rate: float = 1.0) -> tuple[Array, Array, Array, Array]:
+        """``(Ā (d,H,n,n), B̄ (d,H,n), C̃ (d,H,n), D̃ (d,H))`` of :func:`hope_realization` per transfer function."""
+        return hope_realization(self.h, self._dt(rate))
+
+    def kernel(self, L: int, *, rate: float = 1.0) -> Float[Array, "H L"] | Float[Array, "2 H L"]:
+        """Impulse response ``K_0 = D̃``, ``K_k = C̃ Ā^{k-1} B̄`` of the warped filter, ``(H, L)`` (``(2, H, L)``
+        bidirectional: forward, backward)."""
+        Ab, Bb, C, Dt = self.realization(rate=rate)
+        H, n = self.d_model, self.d_state
+        ks = []
+        for i in range(Ab.shape[0]):
+            if L > 1:
+                impulse = jnp.zeros((L - 1, H), Bb.dtype).at[0].set(1.0)
+                tail, _ = kernels.dense_prefill(Ab[i], Bb[i], C[i], impulse, jnp.zeros((H, n), Bb.dtype))
+                ks.append(jnp.concatenate([Dt[i][None], tail], axis=0).T)
+            else:
+                ks.append(Dt[i][:, None])
+        k = jnp.stack(ks)
+        return k if self.bidirectional else k[0]
+
+    def __call__(self, u: Float[Array, "L H"], *, rate: float = 1.0) -> Float[Array, "L H"]:
+        return kernels.fft_conv(u, self.kernel(u.shape[0], rate=rate), self.D)
+
+    # -- recurrent mode -------------------------------------------------------------------------------------------
+
+    def _check_causal(self) -> None:
+        if self.bidirectional:
+            raise ValueError(
+                "A bidirectional HOPE layer reads future inputs, so it has no recurrent mode; use __call__, or build "
+                "it with bidirectional=False."
+            )
+
+    def init_state(self) -> Float[Array, "H n"]:
+        """Zero state: the n all-pass-chain registers ``r_j`` per channel."""
+        self._check_causal()
+        return jnp.zeros((self.d_model, self.d_state), self.h.dtype)
+
+    def step(
+        self, u_t: Float[Array, " H"], state: Float[Array, "H n"], *, rate: float = 1.0
+    ) -> tuple[Float[Array, " H"], Float[Array, "H n"]]:
+        self._check_causal()
+        Ab, Bb, C, Dt = (a[0] for a in self.realization(rate=rate))
+        y = jnp.einsum("hn,hn->h", C, state) + (Dt + self.D) * u_t
+        new = jnp.einsum("hnk,hk->hn", Ab, state) + Bb * u_t[:, None]
+        return y.astype(u_t.dtype), new
+
+    def prefill(
+        self, u: Float[Array, "L H"], state: Float[Array, "H n"] | None = None, *, rate: float = 1.0
+    ) -> tuple[Float[Array, "L H"], Float[Array, "H n"]]:
+        self._check_causal()
+        r0 = self.init_state() if state is None else state
+        Ab, Bb, C, Dt = (a[0] for a in self.realization(rate=rate))
+        # dense_prefill gives C̃ r_k (state after input k); the output reads the state before the input.
+        yr, rL = kernels.dense_prefill(Ab, Bb, C, u, r0)
+        y_prev = jnp.concatenate([jnp.einsum("hn,hn->h", C, r0)[None], yr[:-1]], axis=0)
+        return (y_prev + (Dt + self.D) * u).astype(u.dtype), rL
