@@ -15,6 +15,7 @@ clusters; on plain machines set ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -28,7 +29,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ssm.config import Config
+from ssm.config import Config, DataConfig, ModelConfig, OptimConfig
 from ssm.data import get_dataset
 from ssm.data.base import DatasetInfo
 from ssm.model import count_params, make_model
@@ -83,15 +84,16 @@ class Run:
     tx: Any
     schedules: dict[str, Any]
     abstract: TrainState
+    init_fn: Any
+    train_step: Any
 
     def to_global(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
         """This process's rows -> global arrays sharded along the batch axis."""
         return {k: jax.make_array_from_process_local_data(self.sharded, np.asarray(v)) for k, v in batch.items()}
 
     def init(self) -> TrainState:
-        """A fresh, replicated state."""
-        cfg, info, tx = self.cfg, self.info, self.tx
-        arrays = jax.jit(lambda: eqx.filter(init_state(cfg, info, tx), eqx.is_array), out_shardings=self.replicated)()
+        """A fresh, replicated state from ``train.seed``."""
+        arrays = self.init_fn(jax.random.PRNGKey(self.cfg.train.seed))
         return eqx.combine(arrays, eqx.filter(self.abstract, lambda x: not isinstance(x, jax.ShapeDtypeStruct)))
 
     def evaluate(self, state: TrainState, split: str, source: Any = None) -> dict[str, float]:
@@ -116,34 +118,53 @@ def _eval_step(task: str):
     return _EVAL_STEPS[task]
 
 
-def build(cfg: Config) -> Run:
-    """Dataset info, mesh, optimizer and the abstract state of ``cfg`` (nothing is computed)."""
-    dataset = get_dataset(cfg.data.name)
-    info = dataset.info(cfg.data)
-    mesh = make_mesh(cfg.train.num_devices)
+@functools.lru_cache(maxsize=8)
+def _build(model_cfg: ModelConfig, optim_cfg: OptimConfig, data_cfg: DataConfig, steps: int,
+           num_devices: int | None, info_key: tuple):  # fmt: skip
+    # Cached on what the compiled steps depend on, so that runs of one structure in one process
+    # (tests, sweeps) share them.
+    info = DatasetInfo(*info_key)
+    mesh = make_mesh(num_devices)
     n_dev = mesh.devices.size
-    for name, b in (("data.batch_size", cfg.data.batch_size), ("data.eval_batch_size", cfg.data.eval_batch_size)):
+    for name, b in (("data.batch_size", data_cfg.batch_size), ("data.eval_batch_size", data_cfg.eval_batch_size)):
         if b % n_dev:
             raise ValueError(f"{name} ({b}) must be divisible by the number of devices ({n_dev}): "
                              f"pass --{name.replace('_', '-')} {max(n_dev, b // n_dev * n_dev)}")  # fmt: skip
-    if (cfg.data.batch_size // cfg.optim.grad_accum) % n_dev:
+    if (data_cfg.batch_size // optim_cfg.grad_accum) % n_dev:
         raise ValueError(
-            f"data.batch_size / optim.grad_accum ({cfg.data.batch_size // cfg.optim.grad_accum}) must be "
+            f"data.batch_size / optim.grad_accum ({data_cfg.batch_size // optim_cfg.grad_accum}) must be "
             f"divisible by the number of devices ({n_dev})"
         )
-    abstract_model = eqx.filter_eval_shape(make_model, cfg.model, info, key=jax.random.PRNGKey(0))[0]
-    tx, schedules = make_optimizer(abstract_model, cfg.optim, cfg.train.steps)
-    return Run(
-        cfg=cfg,
+    abstract_model = eqx.filter_eval_shape(make_model, model_cfg, info, key=jax.random.PRNGKey(0))[0]
+    tx, schedules = make_optimizer(abstract_model, optim_cfg, steps)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    init_fn = jax.jit(
+        lambda k: eqx.filter(init_state(model_cfg, info, tx, k), eqx.is_array), out_shardings=replicated
+    )
+    train_step = make_train_step(tx, info.task, optim_cfg.grad_accum, replicated)
+    return dict(
         info=info,
-        dataset=dataset,
         mesh=mesh,
-        replicated=NamedSharding(mesh, PartitionSpec()),
+        replicated=replicated,
         sharded=NamedSharding(mesh, PartitionSpec("data")),
         tx=tx,
         schedules=schedules,
-        abstract=abstract_state(cfg, info, tx),
+        abstract=abstract_state(model_cfg, info, tx),
+        init_fn=init_fn,
+        train_step=train_step,
     )
+
+
+def build(cfg: Config) -> Run:
+    """Dataset info, mesh, optimizer, jitted steps and the abstract state of ``cfg`` (nothing is
+    computed)."""
+    dataset = get_dataset(cfg.data.name)
+    info = dataset.info(cfg.data)
+    info_key = (info.task, info.d_input, info.d_output, info.seq_len, info.tokens)
+    data_key = DataConfig(batch_size=cfg.data.batch_size, eval_batch_size=cfg.data.eval_batch_size, root="")
+    parts = _build(cfg.model, cfg.optim, data_key, cfg.train.steps, cfg.train.num_devices, info_key)
+    parts["info"] = info
+    return Run(cfg=cfg, dataset=dataset, **parts)
 
 
 class _Interrupt:
@@ -215,7 +236,7 @@ def train(cfg: Config, *, tracker: Tracker | None = None, verbose: bool = True) 
         say(f"[ssm] resuming {run_dir} from step {int(state.step)}")
     last_saved = int(state.step) if restored is not None else None
 
-    train_step = make_train_step(run.tx, task, cfg.optim.grad_accum, run.replicated)
+    train_step = run.train_step
     eval_splits = {}
 
     def source(split):

@@ -10,6 +10,7 @@ padded evaluation batches combine exactly: the metric is ``Σ sum / Σ count``.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -59,13 +60,13 @@ def reduce_sums(sums: Sums, weights: Array | None = None) -> Sums:
     return out
 
 
-def add_sums(a: dict[str, tuple[float, float]], b: dict[str, tuple[float, float]]):
+def add_sums(a: dict[str, tuple[Any, Any]], b: dict[str, tuple[Any, Any]]) -> dict[str, tuple[Any, Any]]:
     if not a:
         return dict(b)
     return {k: (a[k][0] + b[k][0], a[k][1] + b[k][1]) for k in a}
 
 
-def finalize(sums: dict[str, tuple[float, float]], task: str) -> dict[str, float]:
+def finalize(sums: dict[str, tuple[Any, Any]], task: str) -> dict[str, float]:
     """Host-side: totals -> metric values (plus derived ones: perplexity, bits, RMSE)."""
     out = {k: float(s) / max(float(c), 1e-30) for k, (s, c) in sums.items()}
     if task == "lm" and "loss" in out:

@@ -13,7 +13,8 @@ Both peak rates follow one schedule shape (:func:`schedule`).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax

@@ -14,7 +14,8 @@ with copies of example 0 that carry ``weights == 0``.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import grain
 import numpy as np

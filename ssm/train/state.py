@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, PyTree
 
-from ssm.config import Config
+from ssm.config import ModelConfig
 from ssm.data.base import DatasetInfo
 from ssm.model import SequenceModel, make_model
 
@@ -26,14 +26,16 @@ class TrainState(eqx.Module):
     key: Array
 
 
-def init_state(cfg: Config, info: DatasetInfo, tx: optax.GradientTransformation) -> TrainState:
-    """A fresh state from ``cfg.train.seed`` (model init and the dropout stream use distinct keys)."""
-    k_model, k_loop = jax.random.split(jax.random.PRNGKey(cfg.train.seed))
-    model, model_state = make_model(cfg.model, info, key=k_model)
+def init_state(
+    model_cfg: ModelConfig, info: DatasetInfo, tx: optax.GradientTransformation, key: Array
+) -> TrainState:
+    """A fresh state from the PRNG ``key`` (model init and the dropout stream use distinct keys)."""
+    k_model, k_loop = jax.random.split(key)
+    model, model_state = make_model(model_cfg, info, key=k_model)
     opt_state = tx.init(eqx.filter(model, eqx.is_array))
     return TrainState(jnp.zeros((), jnp.int32), model, model_state, opt_state, k_loop)
 
 
-def abstract_state(cfg: Config, info: DatasetInfo, tx: optax.GradientTransformation) -> TrainState:
+def abstract_state(model_cfg: ModelConfig, info: DatasetInfo, tx: optax.GradientTransformation) -> TrainState:
     """The state's shapes and dtypes (``jax.ShapeDtypeStruct`` leaves) without computing anything."""
-    return eqx.filter_eval_shape(init_state, cfg, info, tx)
+    return eqx.filter_eval_shape(init_state, model_cfg, info, tx, jax.random.PRNGKey(0))

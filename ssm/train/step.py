@@ -9,7 +9,8 @@ taken over the whole global batch.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -91,7 +92,7 @@ def make_train_step(
         new = TrainState(state.step + 1, model, model_state, opt_state, key)
         if state_sharding is not None:
             new = eqx.filter_shard(new, state_sharding)
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "sums": sums}
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "sums": sums}
         return new, metrics
 
     return train_step

@@ -1,0 +1,120 @@
+"""The training loop end to end on a tiny synthetic task (S4D, BatchNorm, dropout, float64)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from _train_helpers import leaves, load_state, register, tiny_config, train_losses
+from ssm.config import config_from_dict
+from ssm.train import TrainingDiverged, train
+from ssm.train.optimizer import schedule
+from ssm.train.tracker import JsonlTracker, Tracker, read_metrics
+
+
+@pytest.fixture(autouse=True)
+def _toy(monkeypatch):
+    register(monkeypatch)
+
+
+def test_loss_falls_and_run_dir_contents(tmp_path, capsys):
+    cfg = tiny_config(tmp_path / "run", train=dict(progress="lines"))
+    res = train(cfg)
+    losses = train_losses(cfg.train.run_dir)
+    assert sorted(losses) == list(range(1, 25))
+    first, last = np.mean([losses[s] for s in (1, 2, 3)]), np.mean([losses[s] for s in (22, 23, 24)])
+    assert last < 0.7 * first, (first, last)
+    assert res["val"]["accuracy"] > 0.8 and res["test"]["accuracy"] > 0.8  # 4 classes: chance is 0.25
+    # metrics.jsonl: one object per event with step and split; the lr of every step's update
+    events = read_metrics(cfg.train.run_dir)
+    assert {e["split"] for e in events} == {"train", "val", "test"}
+    lr = schedule(cfg.optim.lr, cfg.optim, cfg.train.steps)
+    for e in (e for e in events if e["split"] == "train"):
+        assert e["lr"] == pytest.approx(float(lr(e["step"] - 1)), rel=1e-12)
+        assert {"loss", "accuracy", "grad_norm", "ssm_lr", "steps_per_s", "examples_per_s"} <= set(e)
+    # warmup of 2 steps then cosine to 0 at step 24: the update of step 1 uses lr 0, step 3 the peak
+    assert [e["lr"] for e in events if e["split"] == "train"][:3] == pytest.approx([0.0, 1e-2, 2e-2])
+    with open(os.path.join(cfg.train.run_dir, "config.json")) as f:
+        assert config_from_dict(json.load(f)) == cfg
+    out = capsys.readouterr().out
+    assert "steps/s" in out and "ex/s" in out and "ETA" in out and "loss" in out
+
+
+class _InterruptAt(JsonlTracker):
+    """Sends a real SIGINT to this process when step ``at`` is logged (as Ctrl-C would)."""
+
+    def __init__(self, path, at):
+        super().__init__(path)
+        self.at = at
+
+    def log(self, step, split, metrics):
+        super().log(step, split, metrics)
+        if split == "train" and step == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_resume_is_bit_identical_and_ctrl_c_saves(tmp_path):
+    straight = tiny_config(tmp_path / "straight")
+    train(straight)
+    cfg = tiny_config(tmp_path / "resumed")
+    tracker = _InterruptAt(os.path.join(cfg.train.run_dir, "metrics.jsonl"), at=6)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tracker=tracker)
+    tracker.close()
+    state, meta = load_state(cfg)  # Ctrl-C wrote a checkpoint of the last finished step
+    assert meta["step"] == 6 and int(state.step) == 6
+    train(cfg)  # the same command again resumes
+    a, _ = load_state(straight)
+    b, _ = load_state(cfg)
+    assert int(a.step) == int(b.step) == 24
+    for x, y in zip(leaves(a), leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    la, lb = train_losses(straight.train.run_dir), train_losses(cfg.train.run_dir)
+    assert la == lb
+
+
+def test_one_and_four_devices_give_the_same_losses(tmp_path):
+    import jax
+
+    assert jax.device_count() == 4
+    one = tiny_config(tmp_path / "one", train=dict(num_devices=1, eval_every=0, save_every=0))
+    four = tiny_config(tmp_path / "four", train=dict(eval_every=0, save_every=0))  # all 4 devices
+    train(one), train(four)
+    l1, l4 = train_losses(one.train.run_dir), train_losses(four.train.run_dir)
+    assert sorted(l1) == sorted(l4) == list(range(1, 25))
+    # Only the order of floating-point reductions differs (float64).
+    np.testing.assert_allclose([l4[s] for s in l4], [l1[s] for s in l4], rtol=1e-10, atol=0)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    good = tiny_config(tmp_path / "run", train=dict(save_every=4, eval_every=0))
+    tracker = _InterruptAt(os.path.join(good.train.run_dir, "metrics.jsonl"), at=4)
+    with pytest.raises(KeyboardInterrupt):
+        train(good, tracker=tracker)
+    tracker.close()
+    bad = tiny_config(tmp_path / "run", data=dict(name="toy_nan"), train=dict(save_every=1, eval_every=0))
+    with pytest.raises(TrainingDiverged, match=r"non-finite loss \(nan\) at step 5.*Last good checkpoint: step 4"):
+        train(bad)
+    state, meta = load_state(good)
+    assert meta["step"] == 4
+    assert all(np.isfinite(x).all() for x in leaves(state) if x.dtype.kind == "f")
+
+
+def test_nan_before_any_checkpoint_says_so(tmp_path):
+    bad = tiny_config(tmp_path / "run", data=dict(name="toy_nan"), train=dict(eval_every=0))
+    with pytest.raises(TrainingDiverged, match="no checkpoint yet"):
+        train(bad)
+
+
+def test_noop_tracker_and_finished_run_rerun(tmp_path):
+    cfg = tiny_config(tmp_path / "run", train=dict(eval_every=0, save_every=0))
+    res = train(cfg, tracker=Tracker())
+    assert not os.path.exists(os.path.join(cfg.train.run_dir, "metrics.jsonl"))
+    again = train(cfg, tracker=Tracker())  # nothing left to train: restores and evaluates
+    assert again["step"] == 24 and again["test"] == res["test"]
+    assert math.isfinite(res["test"]["loss"])
