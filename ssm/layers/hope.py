@@ -148,11 +148,14 @@ class HOPE(AbstractSSMLayer):
         bidirectional: forward, backward)."""
         Ab, Bb, C, Dt = self.realization(rate=rate)
         H, n = self.d_model, self.d_state
+        cd = jnp.result_type(Ab.dtype, jnp.complex64)  # kernels.dense_prefill works on complex systems
         ks = []
         for i in range(Ab.shape[0]):
             if L > 1:
                 impulse = jnp.zeros((L - 1, H), Bb.dtype).at[0].set(1.0)
-                tail, _ = kernels.dense_prefill(Ab[i], Bb[i], C[i], impulse, jnp.zeros((H, n), Bb.dtype))
+                tail, _ = kernels.dense_prefill(
+                    Ab[i].astype(cd), Bb[i].astype(cd), C[i].astype(cd), impulse, jnp.zeros((H, n), cd)
+                )
                 ks.append(jnp.concatenate([Dt[i][None], tail], axis=0).T)
             else:
                 ks.append(Dt[i][:, None])
@@ -192,6 +195,8 @@ class HOPE(AbstractSSMLayer):
         r0 = self.init_state() if state is None else state
         Ab, Bb, C, Dt = (a[0] for a in self.realization(rate=rate))
         # dense_prefill gives C̃ r_k (state after input k); the output reads the state before the input.
-        yr, rL = kernels.dense_prefill(Ab, Bb, C, u, r0)
+        cd = jnp.result_type(Ab.dtype, jnp.complex64)  # kernels.dense_prefill works on complex systems
+        yr, rL = kernels.dense_prefill(Ab.astype(cd), Bb.astype(cd), C.astype(cd), u, r0.astype(cd))
+        rL = rL.real
         y_prev = jnp.concatenate([jnp.einsum("hn,hn->h", C, r0)[None], yr[:-1]], axis=0)
         return (y_prev + (Dt + self.D) * u).astype(u.dtype), rL
