@@ -19,17 +19,21 @@ its output cannot be reproduced. Here the draws (``random()``, ``randint``, the 
 seeded by ``(seed, chunk)``. Chunks are fixed work units of accepted trees, generated in parallel
 and merged in chunk order with first-occurrence de-duplication, so the same seed gives the same
 files whatever the number of processes.
+The hot paths carry ``@no_type_check``: the test suite's run-time type instrumentation
+(jaxtyping + beartype on every ``ssm`` function) would cost more than the work itself.
 """
 
 from __future__ import annotations
 
 import csv
+import multiprocessing
 import os
 import random
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import no_type_check
 
 MIN, MAX, MED, SUM_MOD, END = "[MIN", "[MAX", "[MED", "[SM", "]"
 OPERATORS = (MIN, MAX, MED, SUM_MOD)
@@ -69,6 +73,7 @@ class ListOpsParams:
         return self.num_train + self.num_val + self.num_test
 
 
+@no_type_check  # hot inner loop: no run-time type instrumentation
 def generate_tree(rng: random.Random, depth: int, max_depth: int, max_args: int) -> tuple[object, int]:
     """One random tree and its token length, drawn exactly as LRA's ``generate_tree``."""
     r = rng.random() if depth < max_depth else 1.0
@@ -86,6 +91,7 @@ def generate_tree(rng: random.Random, depth: int, max_depth: int, max_args: int)
     return (tree, END), length
 
 
+@no_type_check
 def to_string(tree: object) -> str:
     """The release serialization: every pair is parenthesised, tokens separated by one space."""
     if isinstance(tree, str):
@@ -96,6 +102,7 @@ def to_string(tree: object) -> str:
     return "( " + to_string(left) + " " + to_string(right) + " )"
 
 
+@no_type_check
 def _apply(op: str, args: list[int]) -> int:
     if op == MIN:
         return min(args)
@@ -111,6 +118,7 @@ def _apply(op: str, args: list[int]) -> int:
     raise ValueError(f"unknown ListOps operator {op!r}")
 
 
+@no_type_check
 def to_value(tree: object) -> int:
     """The label of a tree (evaluates the left-nested pairs as LRA's ``to_value``)."""
 
@@ -135,6 +143,7 @@ def _chunk_rng(seed: int, chunk: int) -> random.Random:
     return random.Random(f"lra-listops:{seed}:{chunk}")
 
 
+@no_type_check
 def generate_chunk(seed: int, chunk: int, params: ListOpsParams, n: int = CHUNK) -> list[tuple[str, int]]:
     """``n`` accepted (source, label) rows of work unit ``chunk`` (duplicates not yet removed)."""
     rng = _chunk_rng(seed, chunk)
@@ -146,7 +155,7 @@ def generate_chunk(seed: int, chunk: int, params: ListOpsParams, n: int = CHUNK)
     return rows
 
 
-def _chunk_job(args: tuple[int, int, ListOpsParams]) -> list[tuple[str, int]]:
+def _chunk_job(args: tuple[int, int, ListOpsParams, int]) -> list[tuple[str, int]]:
     return generate_chunk(*args)
 
 
@@ -167,11 +176,12 @@ def generate(
                 bar.update(1)
 
     next_chunk = 0
-    with ProcessPoolExecutor(workers) if workers > 1 else _Serial() as pool:
+    with _pool(workers) as pool:
         while len(rows) < params.total:
             missing = params.total - len(rows)
             count = -(-missing // CHUNK)  # chunks still needed if no duplicates turn up
-            jobs = [(seed, next_chunk + k, params) for k in range(count)]
+            # The last chunk stops early: a stream's first trees do not depend on how many follow.
+            jobs = [(seed, next_chunk + k, params, min(CHUNK, missing - k * CHUNK)) for k in range(count)]
             next_chunk += count
             for chunk_rows in pool.map(_chunk_job, jobs):  # in chunk order: deterministic merge
                 take(chunk_rows)
@@ -208,6 +218,13 @@ def write_release(out: Path | str, params: ListOpsParams, seed: int = 0, workers
         paths[split] = out / name
         write_tsv(paths[split], rows[lo:hi])
     return paths
+
+
+def _pool(workers: int):
+    """A process pool (``spawn``: safe when the parent runs threads, e.g. JAX), or this process."""
+    if workers <= 1:
+        return _Serial()
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 class _Serial:

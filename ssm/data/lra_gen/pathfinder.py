@@ -24,16 +24,20 @@ Speed comes from rendering each paddle orientation once per process (the anti-al
 mask patches depend only on the angle; positions only translate them), evaluating the dilated
 mask only where it is read (ring points, patch windows), and boolean shifted-OR dilation for the
 seed search instead of full-canvas float dilations.
+The hot paths carry ``@no_type_check``: the test suite's run-time type instrumentation
+(jaxtyping + beartype on every ``ssm`` function) would cost more than the work itself.
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import no_type_check
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -114,6 +118,7 @@ def lra_params(size: int, contour: int = 14) -> PathfinderParams:
 _STEPS: dict[tuple[float, float], tuple[float, float]] = {}
 
 
+@no_type_check
 def translate(p: tuple[int, int], theta: float, d: float) -> tuple[int, int]:
     """``translate_coord``: move by ``d`` along ``theta`` (row = sin, column = cos), ceil."""
     step = _STEPS.get((theta, d))
@@ -122,10 +127,12 @@ def translate(p: tuple[int, int], theta: float, d: float) -> tuple[int, int]:
     return math.ceil(p[0] + step[0]), math.ceil(p[1] + step[1])
 
 
+@no_type_check
 def flip(theta: float) -> float:
     return theta + np.pi if theta < 0 else theta - np.pi
 
 
+@no_type_check
 def disk_offsets(radius: float) -> np.ndarray:
     """Offsets (k, 2) of ``generate_dilation_struct``: x² + y² ≤ r² on a (2r+1)² grid."""
     r = int(radius)
@@ -134,6 +141,7 @@ def disk_offsets(radius: float) -> np.ndarray:
     return np.stack([y[keep], x[keep]], axis=1)
 
 
+@no_type_check
 def dilate_max(src: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """``cv2.dilate`` (float, BORDER_CONSTANT default): out[p] = max over taps k of src[p + k]
     among taps inside the image; −inf where no tap is inside."""
@@ -146,6 +154,7 @@ def dilate_max(src: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return out
 
 
+@no_type_check
 def dilate_bool(src: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Boolean dilation (same tap convention) and the map of pixels with at least one tap inside."""
     h, w = src.shape
@@ -159,6 +168,7 @@ def dilate_bool(src: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.nd
     return out, covered
 
 
+@no_type_check
 def bytescale(a: np.ndarray) -> np.ndarray:
     """scipy.misc's byte-scaling (used by ``imresize``/``imsave``): min → 0, max → 255, +0.5 round."""
     if a.dtype == np.uint8:
@@ -168,11 +178,13 @@ def bytescale(a: np.ndarray) -> np.ndarray:
     return ((a - lo) * (255.0 / span)).clip(0, 255).__add__(0.5).astype(np.uint8)
 
 
+@no_type_check
 def lanczos(a8: np.ndarray, size: int) -> np.ndarray:
     """``imresize(..., interp='lanczos')`` of a uint8 image to ``size × size``."""
     return np.asarray(Image.fromarray(a8, "L").resize((size, size), Image.Resampling.LANCZOS))
 
 
+@no_type_check
 def paste_window(shape: tuple[int, int], center: tuple[int, int], half: int):
     """Slices (canvas, patch) placing a (2·half+1)² patch centred at ``center``, clipped."""
     h, w = shape
@@ -185,6 +197,7 @@ def paste_window(shape: tuple[int, int], center: tuple[int, int], half: int):
     return (slice(cy0, cy1 + 1), slice(cx0, cx1 + 1)), (slice(py0, py1 + 1), slice(px0, px1 + 1))
 
 
+@no_type_check
 class Paddles:
     """Anti-aliased paddle patches of one (length, thickness, margin, aa), cached by angle.
 
@@ -266,6 +279,7 @@ class Snake:
     segments: int = 1
 
 
+@no_type_check
 class _Canvas:
     """Image and occupancy mask of one picture (float64, as the original's accumulators)."""
 
@@ -279,6 +293,7 @@ class _Canvas:
         np.maximum(self.mask[dst], snake.seg_mask[src], out=self.mask[dst])
 
 
+@no_type_check
 class Generator:
     """Draws Pathfinder images for one :class:`PathfinderParams` (one per process)."""
 
@@ -541,6 +556,7 @@ class Generator:
 # ------------------------------------------------------------------------------ datasets
 
 
+@no_type_check
 def image_rng(seed: int, params: PathfinderParams, batch: int, index: int) -> np.random.Generator:
     """The stream of picture ``index`` of ``batch``: independent of process count and order."""
     return np.random.default_rng([seed, params.window, params.contour_length, batch, index])
@@ -557,6 +573,7 @@ def metadata_row(batch: int, index: int, label: int, margin: int, p: PathfinderP
 _WORKER: dict = {}
 
 
+@no_type_check
 def _work(job: tuple[PathfinderParams, int, str, int, list[tuple[int, int]]]) -> list[tuple[int, int, int, int]]:
     params, seed, folder, _, items = job
     gen = _WORKER.get(params)
@@ -594,7 +611,7 @@ def write_release(out: Path | str, params: PathfinderParams, n: int, seed: int =
     bar = tqdm(total=n, desc=f"pathfinder{params.window}/{params.contour_length}", unit="img",
                disable=not progress, mininterval=1.0, smoothing=0.05)  # fmt: skip
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             for done in pool.map(_work, jobs):
                 _collect(done, rows, bar, on_progress)
     else:
