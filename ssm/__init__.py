@@ -1,8 +1,8 @@
 """ssm: structured state space sequence models in JAX/Equinox."""
 
-from ssm.layers import DSS, S4, S4D, AbstractSSMLayer, ssm_param_mask
+from ssm.layers import DSS, HOPE, S4, S4D, S5, AbstractSSMLayer, ssm_param_mask
 
-__all__ = ["AbstractSSMLayer", "ssm_param_mask", "S4", "S4D", "DSS", "load"]
+__all__ = ["AbstractSSMLayer", "ssm_param_mask", "S4", "S4D", "DSS", "S5", "HOPE", "load"]
 
 
 def __getattr__(name: str):

@@ -2,7 +2,9 @@
 
 from ssm.layers.base import AbstractSSMLayer, ssm_param_mask
 from ssm.layers.dss import DSS
+from ssm.layers.hope import HOPE
 from ssm.layers.s4 import S4
 from ssm.layers.s4d import S4D
+from ssm.layers.s5 import S5
 
-__all__ = ["AbstractSSMLayer", "ssm_param_mask", "DSS", "S4", "S4D"]
+__all__ = ["AbstractSSMLayer", "ssm_param_mask", "DSS", "S4", "S4D", "S5", "HOPE"]
