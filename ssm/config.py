@@ -76,19 +76,25 @@ class ModelConfig:
     scan_layers: bool = False  # stack the blocks and lax.scan over them (compile once for N layers)
     # Layer options: None = the layer's default; passed to the layer constructor only when set.
     bidirectional: bool | None = None
-    init: str | None = None  # e.g. "legs", "diag-lin", "diag-inv"
+    init: str | None = None  # S4D: "legs" | "diag-lin" | "diag-inv" ...; S5: "hippo"; HOPE: "randn" ...
     disc: str | None = None  # "zoh" | "bilinear"
     dt_min: float | None = None
     dt_max: float | None = None
-    measure: str | None = None
-    rank: int | None = None
-    n_ssm: int | None = None
+    measure: str | None = None  # S4: HiPPO measure ("legs", "fout", ...)
+    rank: int | None = None  # S4: low-rank correction rank
+    n_ssm: int | None = None  # S4: independent (A, B) copies (None: layer default)
+    l_max: int | None = None  # S4: kernel length (None: the dataset's sequence length)
+    b_clip: float | None = None  # S4
+    block: int | None = None  # S4
+    kernel_type: str | None = None  # DSS: "softmax" | "exp"
+    sep_dt_re_im: bool | None = None  # DSS
     blocks: int | None = None  # S5: number of diagonal HiPPO blocks J
     conj_sym: bool | None = None  # S5: store half of the conjugate eigenvalue pairs
     clip_eigs: bool | None = None  # S5
-    c_init: str | None = None  # S5: "lecun_normal" | "trunc_standard_normal" | "complex_normal"
-    real_transform: str | None = None  # S4D: "exp" | "relu" | "none"
-    version: str | None = None  # DSS: "softmax" | "exp"
+    c_init: str | None = None  # S5 C_init: "trunc_standard_normal" | "lecun_normal" | "complex_normal"
+    init_scale: float | None = None  # HOPE
+    decay_exp: float | None = None  # HOPE
+    train_dt: bool | None = None  # HOPE
 
     def __post_init__(self) -> None:
         _choice("model.layer", self.layer, ("s4", "s4d", "dss", "s5", "hope"))
@@ -115,13 +121,19 @@ class ModelConfig:
             )
 
     _LAYER_FIELDS = (
-        "bidirectional", "init", "disc", "dt_min", "dt_max", "measure", "rank", "n_ssm",
-        "blocks", "conj_sym", "clip_eigs", "c_init", "real_transform", "version",
+        "bidirectional", "init", "disc", "dt_min", "dt_max", "measure", "rank", "n_ssm", "l_max", "b_clip",
+        "block", "kernel_type", "sep_dt_re_im", "blocks", "conj_sym", "clip_eigs", "c_init", "init_scale",
+        "decay_exp", "train_dt",
     )  # fmt: skip
+    _LAYER_NAMES = {"c_init": "C_init"}  # config field -> layer keyword, where they differ
 
     def layer_kwargs(self) -> dict[str, Any]:
         """The keyword options given to the layer constructor: only those set (not None)."""
-        return {n: getattr(self, n) for n in self._LAYER_FIELDS if getattr(self, n) is not None}
+        return {
+            self._LAYER_NAMES.get(n, n): getattr(self, n)
+            for n in self._LAYER_FIELDS
+            if getattr(self, n) is not None
+        }
 
 
 @dataclass(frozen=True)

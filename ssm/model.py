@@ -16,6 +16,7 @@ in an ``eqx.nn.State`` and normalises over the (global) batch and time, per chan
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import equinox as eqx
@@ -55,18 +56,22 @@ def layer_class(name: str) -> type[AbstractSSMLayer]:
     return layers[name]
 
 
-def make_layer(cfg: ModelConfig, *, key: PRNGKeyArray) -> AbstractSSMLayer:
+def make_layer(cfg: ModelConfig, *, key: PRNGKeyArray, seq_len: int | None = None) -> AbstractSSMLayer:
+    """The layer of ``cfg``; a layer taking ``l_max`` (S4) gets the dataset's ``seq_len`` unless
+    ``model.l_max`` is set."""
     cls = layer_class(cfg.layer)
     kwargs = cfg.layer_kwargs()
-    try:
-        return cls(d_model=cfg.d_model, d_state=cfg.d_state, key=key, **kwargs)
-    except TypeError as e:
-        if "unexpected keyword" in str(e):
-            raise ValueError(
-                f"model: an option set in the model config is not accepted by {cls.__name__} "
-                f"(set: {sorted(kwargs)}): {e}"
-            ) from None
-        raise
+    params = inspect.signature(cls.__init__).parameters
+    if seq_len is not None and "l_max" in params and "l_max" not in kwargs:
+        kwargs["l_max"] = seq_len
+    unknown = sorted(k for k in kwargs if k not in params)
+    if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        accepted = sorted(k for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and k != "key")
+        raise ValueError(
+            f"model: option(s) {unknown} are not accepted by the {cfg.layer!r} layer ({cls.__name__}); "
+            f"its options are {accepted}. Unset them for this layer."
+        )
+    return cls(d_model=cfg.d_model, d_state=cfg.d_state, key=key, **kwargs)
 
 
 def _dropout(x: Array, rate: float, key: PRNGKeyArray | None, tie: bool) -> Array:
@@ -124,10 +129,10 @@ class Block(eqx.Module):
     dropout: float = eqx.field(static=True)
     tie_dropout: bool = eqx.field(static=True)
 
-    def __init__(self, cfg: ModelConfig, *, key: PRNGKeyArray):
+    def __init__(self, cfg: ModelConfig, *, key: PRNGKeyArray, seq_len: int | None = None):
         k_layer, k_out = jax.random.split(key)
         h = cfg.d_model
-        self.layer = make_layer(cfg, key=k_layer)
+        self.layer = make_layer(cfg, key=k_layer, seq_len=seq_len)
         self.norm = Norm(cfg.norm, h, cfg.bn_momentum)
         if cfg.output == "glu":
             self.out = eqx.nn.Linear(h, 2 * h, key=k_out)
@@ -211,9 +216,9 @@ class SequenceModel(eqx.Module):
         )
         keys = jax.random.split(k_blocks, cfg.n_layers)
         if cfg.scan_layers:
-            self.blocks = eqx.filter_vmap(lambda k: Block(cfg, key=k))(keys)
+            self.blocks = eqx.filter_vmap(lambda k: Block(cfg, key=k, seq_len=info.seq_len))(keys)
         else:
-            self.blocks = tuple(Block(cfg, key=k) for k in keys)
+            self.blocks = tuple(Block(cfg, key=k, seq_len=info.seq_len) for k in keys)
         self.final_norm = Norm(cfg.norm, h, cfg.bn_momentum) if cfg.prenorm else None
         if cfg.tie_embeddings:
             if not info.tokens or info.d_input != info.d_output:

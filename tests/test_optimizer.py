@@ -1,0 +1,182 @@
+"""Optimizer: parameter groups over real models of every layer type, per-group learning rate and
+weight decay checked on Adam's first step, schedules against their closed forms, clipping, and
+gradient accumulation."""
+
+from __future__ import annotations
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ssm.config import ModelConfig, OptimConfig
+from ssm.data.base import DatasetInfo
+from ssm.model import available_layers, make_model
+from ssm.train.optimizer import make_optimizer, param_labels, schedule
+
+INFO = DatasetInfo(task="classification", d_input=2, d_output=3, seq_len=8)
+LAYERS = sorted(available_layers())
+
+
+def _model(layer: str, norm: str = "layer"):
+    cfg = ModelConfig(layer=layer, d_model=4, n_layers=2, d_state=4, norm=norm, output="glu")
+    return make_model(cfg, INFO, key=jax.random.PRNGKey(0))[0]
+
+
+def _expected_label(path, model) -> str:
+    """From the attribute path alone: a field of a block's SSM layer listed in its class's
+    ``ssm_param_names`` -> ssm; a bias or anything under a norm -> no_decay; else decay."""
+    names = [getattr(k, "name", None) for k in path]
+    if "layer" in names:
+        i = names.index("layer")
+        # blocks -> (index) -> layer -> field
+        block = model.blocks[path[names.index("blocks") + 1].idx]
+        if names[i + 1] in type(block.layer).ssm_param_names:
+            return "ssm"
+    if names[-1] == "bias" or "norm" in names or "final_norm" in names:
+        return "no_decay"
+    return "decay"
+
+
+def test_every_layer_type_is_registered():
+    assert {"s4", "s4d", "dss"} <= set(LAYERS), LAYERS
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+@pytest.mark.parametrize("norm", ["layer", "batch"])
+def test_labels_over_a_real_model(layer, norm):
+    model = _model(layer, norm)
+    labels = param_labels(model, OptimConfig())
+    flat_model = jax.tree_util.tree_flatten_with_path(eqx.filter(model, eqx.is_array))[0]
+    flat_labels = jax.tree_util.tree_leaves(labels)
+    assert len(flat_model) == len(flat_labels)
+    seen = set()
+    for (path, _), label in zip(flat_model, flat_labels, strict=True):
+        assert label == _expected_label(path, model), jax.tree_util.keystr(path)
+        seen.add(label)
+    assert seen == {"ssm", "decay", "no_decay"}
+    # every name a layer declares as an SSM parameter exists on it
+    for block in model.blocks:
+        for n in type(block.layer).ssm_param_names:
+            assert hasattr(block.layer, n), n
+
+
+def _first_step(model, cfg: OptimConfig):
+    """Parameters and Adam's first update for a gradient of 1 on every parameter."""
+    params = eqx.filter(model, eqx.is_array)
+    tx, _ = make_optimizer(model, cfg, total_steps=10)
+    grads = jax.tree_util.tree_map(jnp.ones_like, params)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    return params, updates, param_labels(model, cfg)
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_ssm_params_get_their_own_lr_and_no_weight_decay(layer):
+    # Adam's first step with gradient g = 1: m̂ = 1, v̂ = 1, so the update is exactly
+    # -lr (1/(1 + eps) + wd p) (decoupled weight decay wd, AdamW).
+    lr, ssm_lr, wd, eps = 1e-2, 1e-4, 0.5, 1e-8
+    cfg = OptimConfig(lr=lr, ssm_lr=ssm_lr, weight_decay=wd, eps=eps, schedule="constant")
+    params, updates, labels = _first_step(_model(layer), cfg)
+    counts = {"ssm": 0, "decay": 0, "no_decay": 0}
+    for p, u, label in zip(*(jax.tree_util.tree_leaves(t) for t in (params, updates, labels)), strict=True):
+        p, u = np.asarray(p), np.asarray(u)
+        if label == "ssm":
+            want = np.full_like(p, -ssm_lr / (1 + eps))
+        elif label == "decay":
+            want = -lr * (1 / (1 + eps) + wd * p)
+        else:
+            want = np.full_like(p, -lr / (1 + eps))
+        np.testing.assert_allclose(u, want, rtol=1e-12, atol=1e-18)
+        counts[label] += 1
+    assert min(counts.values()) > 0
+
+
+def test_frozen_ssm_params_and_decayed_bias_norm():
+    lr, wd, eps = 1e-2, 0.5, 1e-8
+    cfg = OptimConfig(lr=lr, ssm_lr=0.0, weight_decay=wd, eps=eps, schedule="constant", wd_bias_norm=True)
+    params, updates, labels = _first_step(_model("s4d"), cfg)
+    for p, u, label in zip(*(jax.tree_util.tree_leaves(t) for t in (params, updates, labels)), strict=True):
+        p, u = np.asarray(p), np.asarray(u)
+        if label == "ssm":
+            np.testing.assert_array_equal(u, 0.0)
+        else:  # biases and norms now decay too
+            np.testing.assert_allclose(u, -lr * (1 / (1 + eps) + wd * p), rtol=1e-12, atol=1e-18)
+
+
+def test_ssm_lr_none_means_global_lr():
+    lr, eps = 3e-3, 1e-8
+    params, updates, labels = _first_step(_model("s4d"), OptimConfig(lr=lr, ssm_lr=None, eps=eps, schedule="constant"))
+    for u, label in zip(jax.tree_util.tree_leaves(updates), jax.tree_util.tree_leaves(labels), strict=True):
+        if label == "ssm":
+            np.testing.assert_allclose(np.asarray(u), -lr / (1 + eps), rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["cosine", "linear", "constant"])
+def test_schedules_against_closed_forms(kind):
+    peak, W, D, r = 1e-3, 10, 100, 0.1
+    cfg = OptimConfig(schedule=kind, warmup_steps=W, decay_steps=D, min_lr_ratio=r)
+    f = schedule(peak, cfg, total_steps=500)
+    end = r * peak
+    for t in [0, 1, 5, 9, 10, 11, 37, 55, 99, 100, 150, 499]:
+        if t < W:
+            want = peak * t / W
+        else:
+            p = min((t - W) / (D - W), 1.0)
+            want = {
+                "cosine": end + (peak - end) * 0.5 * (1 + math.cos(math.pi * p)),
+                "linear": peak + (end - peak) * p,
+                "constant": peak,
+            }[kind]
+        assert float(f(t)) == pytest.approx(want, rel=1e-12, abs=1e-18), t
+    # decay_steps defaults to the run's total steps
+    g = schedule(peak, OptimConfig(schedule="cosine", warmup_steps=0), total_steps=40)
+    assert float(g(0)) == pytest.approx(peak) and float(g(40)) == pytest.approx(0.0, abs=1e-18)
+    assert float(g(20)) == pytest.approx(peak / 2, rel=1e-12)
+
+
+def _adam_mu(opt_state, label):
+    """The first-moment estimates of one parameter group."""
+    states = [opt_state] if isinstance(opt_state, optax.transforms.PartitionState) else opt_state
+    part = next(s for s in states if isinstance(s, optax.transforms.PartitionState))
+    inner = part.inner_states[label].inner_state.inner_state
+    return next(s for s in inner if isinstance(s, optax.ScaleByAdamState)).mu
+
+
+def test_gradient_clipping_by_global_norm():
+    model = _model("s4d")
+    params = eqx.filter(model, eqx.is_array)
+    n = sum(x.size for x in jax.tree_util.tree_leaves(params))
+    tx, _ = make_optimizer(model, OptimConfig(clip_norm=1.0, b1=0.9), total_steps=10)
+    grads = jax.tree_util.tree_map(lambda p: 10.0 * jnp.ones_like(p), params)  # global norm 10 sqrt(n)
+    _, state = tx.update(grads, tx.init(params), params)
+    for label in ("ssm", "decay", "no_decay"):
+        for m in jax.tree_util.tree_leaves(_adam_mu(state, label)):
+            # clipped gradient 1/sqrt(n) everywhere; mu = (1 - b1) g
+            np.testing.assert_allclose(np.asarray(m)[np.asarray(m) != 0], 0.1 / math.sqrt(n), rtol=1e-12)
+
+
+def test_gradient_accumulation_matches_the_full_batch():
+    from ssm.train.state import init_state
+    from ssm.train.step import make_train_step
+
+    mcfg = ModelConfig(layer="s4d", d_model=4, n_layers=2, d_state=4, norm="layer", dropout=0.0)
+    info = INFO
+    rng = np.random.default_rng(0)
+    batch = {"inputs": jnp.asarray(rng.normal(size=(8, 8, 2))), "targets": jnp.asarray(rng.integers(0, 3, 8), jnp.int32)}
+    results = []
+    for accum in (1, 2, 4):
+        abstract = eqx.filter_eval_shape(make_model, mcfg, info, key=jax.random.PRNGKey(0))[0]
+        tx, _ = make_optimizer(abstract, OptimConfig(lr=1e-2, schedule="constant"), 10)
+        state = init_state(mcfg, info, tx, jax.random.PRNGKey(1))
+        step = make_train_step(tx, info.task, accum)
+        new, m = step(state, dict(batch))
+        results.append((float(m["loss"]), float(m["grad_norm"]), _adam_mu(new.opt_state, "decay")))
+    for loss, gnorm, mu in results[1:]:
+        assert loss == pytest.approx(results[0][0], rel=1e-13)
+        assert gnorm == pytest.approx(results[0][1], rel=1e-12)
+        for a, b in zip(jax.tree_util.tree_leaves(mu), jax.tree_util.tree_leaves(results[0][2]), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-11, atol=1e-16)
