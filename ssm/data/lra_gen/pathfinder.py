@@ -54,7 +54,7 @@ class PathfinderParams:
     padding: int = 22
     antialias_scale: int = 4
     seed_distance: int = 27
-    marker_radius: float = 3
+    marker_radius: float = 3.0
     contour_length: int = 15
     distractor_length: int = 5
     num_distractor_snakes: int = 6
@@ -93,9 +93,9 @@ _LRA: dict[int, dict] = {
              marker_radius=2.5, paddle_thickness=1.0, continuity=1.8,
              num_distractor_snakes=22 // 4, snake_contrast_list=(0.8,)),
     128: dict(window=128, padding=1, antialias_scale=2, paddle_margin_list=(2, 3), seed_distance=20,
-              marker_radius=3, paddle_thickness=1.5, continuity=1.8,
+              marker_radius=3.0, paddle_thickness=1.5, continuity=1.8,
               num_distractor_snakes=35 // 4, snake_contrast_list=(0.9,)),
-    256: dict(window=256, antialias_scale=2, paddle_margin_list=(3,), marker_radius=5,
+    256: dict(window=256, antialias_scale=2, paddle_margin_list=(3,), marker_radius=5.0,
               paddle_thickness=2.0, continuity=1.8,
               num_distractor_snakes=30 // 4, snake_contrast_list=(1.0,)),
 }  # fmt: skip
