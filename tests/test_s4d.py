@@ -92,6 +92,7 @@ def test_prefill_state_equals_stepped_state_and_rate(disc):
         y2, s2 = layer.prefill(u[13:], s1, rate=rate)
         np.testing.assert_allclose(jnp.concatenate([y1, y2]), ys, atol=1e-10)
         np.testing.assert_allclose(s2, s_step, atol=1e-12)
+    np.testing.assert_allclose(jax.jit(lambda r: layer(u, rate=r))(0.5), layer(u, rate=0.5), atol=1e-12)
     # rate r is the same as Δ scaled by r
     scaled = eqx.tree_at(lambda m: m.log_dt, layer, layer.log_dt + np.log(0.5))
     np.testing.assert_allclose(layer(u, rate=0.5), scaled(u), atol=1e-12)
@@ -156,10 +157,11 @@ def test_adamw_reduces_regression_loss():
 def test_vmap_jit_grad_compose():
     layer = ssm.S4D(d_model=3, d_state=4, key=KEY)
     u = jax.random.normal(KEY, (5, 10, 3))
-    yb = eqx.filter_jit(jax.vmap(layer))(u)
+    yb = eqx.filter_jit(lambda m, x: jax.vmap(m)(x))(layer, u)
     np.testing.assert_allclose(yb, jnp.stack([layer(x) for x in u]), atol=1e-12)
     g_b = eqx.filter_grad(lambda m: jnp.sum(jax.vmap(m)(u)))(layer)
-    g_s = [eqx.filter_grad(lambda m: jnp.sum(m(x)))(layer) for x in u]
+    grad_one = eqx.filter_jit(eqx.filter_grad(lambda m, x: jnp.sum(m(x))))
+    g_s = [grad_one(layer, x) for x in u]
     np.testing.assert_allclose(g_b.log_dt, sum(g.log_dt for g in g_s), rtol=1e-10)
 
 

@@ -86,7 +86,7 @@ class DSS(AbstractSSMLayer):
         self.W_re, self.W_im = jax.random.normal(k_w, (2, 2 if bidirectional else 1, H, N))
         self.D = jax.random.normal(k_d, (H,))
 
-    def _params(self, rate: float) -> tuple[Array, Array, Array]:
+    def _params(self, rate: float | Float[Array, ""]) -> tuple[Array, Array, Array]:
         """``(ΔΛ (H, N), Λ (N,), W (d, H, N))``."""
         dt = rate * jnp.exp(self.log_dt)  # (H, 1|2); the last column is Δ_im
         re = -jnp.exp(self.Lambda_re) if self.kernel_type == "exp" else self.Lambda_re
@@ -94,7 +94,7 @@ class DSS(AbstractSSMLayer):
         dtLam = dt[:, :1] * re + 1j * dt[:, -1:] * self.Lambda_im
         return dtLam, Lam, self.W_re + 1j * self.W_im
 
-    def kernel(self, L: int, *, rate: float = 1.0) -> Float[Array, "H L"] | Float[Array, "2 H L"]:
+    def kernel(self, L: int, *, rate: float | Float[Array, ""] = 1.0) -> Float[Array, "H L"] | Float[Array, "2 H L"]:
         """Kernel ``(H, L)`` (``(2, H, L)`` when bidirectional)."""
         dtLam, Lam, W = self._params(rate)
         H = self.d_model
@@ -105,7 +105,7 @@ class DSS(AbstractSSMLayer):
         k = jnp.stack([kernels.diagonal_kernel(ones, dtLam, Bk, w, L, disc) for w in W])
         return k if self.bidirectional else k[0]
 
-    def __call__(self, u: Float[Array, "L H"], *, rate: float = 1.0) -> Float[Array, "L H"]:
+    def __call__(self, u: Float[Array, "L H"], *, rate: float | Float[Array, ""] = 1.0) -> Float[Array, "L H"]:
         return kernels.fft_conv(u, self.kernel(u.shape[0], rate=rate), self.D)
 
     def _check_recurrent(self) -> None:
@@ -124,7 +124,7 @@ class DSS(AbstractSSMLayer):
         return jnp.zeros((self.d_model, self.d_state), jnp.result_type(self.Lambda_im.dtype, jnp.complex64))
 
     def step(
-        self, u_t: Float[Array, " H"], state: Complex[Array, "H N"], *, rate: float = 1.0
+        self, u_t: Float[Array, " H"], state: Complex[Array, "H N"], *, rate: float | Float[Array, ""] = 1.0
     ) -> tuple[Float[Array, " H"], Complex[Array, "H N"]]:
         """``x ← e^{ΔΛ} x + (e^{ΔΛ} - 1)/Λ · u``, ``y = Re Σ_n W_n x_n + D u`` (exp kernel only)."""
         self._check_recurrent()
@@ -135,7 +135,7 @@ class DSS(AbstractSSMLayer):
         return y.astype(u_t.dtype), x
 
     def prefill(
-        self, u: Float[Array, "L H"], state: Complex[Array, "H N"] | None = None, *, rate: float = 1.0
+        self, u: Float[Array, "L H"], state: Complex[Array, "H N"] | None = None, *, rate: float | Float[Array, ""] = 1.0
     ) -> tuple[Float[Array, "L H"], Complex[Array, "H N"]]:
         self._check_recurrent()
         x0 = self.init_state() if state is None else state

@@ -129,20 +129,20 @@ class S4D(AbstractSSMLayer):
         self.C_re, self.C_im = complex_normal(k_c, (2 if bidirectional else 1, H, M))
         self.D = jax.random.normal(k_d, (H,))
 
-    def _params(self, rate: float) -> tuple[Array, Array, Array, Array]:
+    def _params(self, rate: float | Float[Array, ""]) -> tuple[Array, Array, Array, Array]:
         dt = rate * jnp.exp(self.log_dt)
         A = -jnp.exp(self.log_A_re) + 1j * self.A_im
         B = self.B_re + 1j * self.B_im
         C = self.C_re + 1j * self.C_im
         return dt, A, B, C
 
-    def kernel(self, L: int, *, rate: float = 1.0) -> Float[Array, "H L"] | Float[Array, "2 H L"]:
+    def kernel(self, L: int, *, rate: float | Float[Array, ""] = 1.0) -> Float[Array, "H L"] | Float[Array, "2 H L"]:
         """Convolution kernel ``(H, L)``, or ``(2, H, L)`` (forward, backward) when bidirectional."""
         dt, A, B, C = self._params(rate)
         k = jnp.stack([kernels.diagonal_kernel(dt, A, B, c, L, self.disc) for c in C])
         return k if self.bidirectional else k[0]
 
-    def __call__(self, u: Float[Array, "L H"], *, rate: float = 1.0) -> Float[Array, "L H"]:
+    def __call__(self, u: Float[Array, "L H"], *, rate: float | Float[Array, ""] = 1.0) -> Float[Array, "L H"]:
         return kernels.fft_conv(u, self.kernel(u.shape[0], rate=rate), self.D)
 
     def _check_causal(self) -> None:
@@ -154,14 +154,14 @@ class S4D(AbstractSSMLayer):
         self._check_causal()
         return jnp.zeros((self.d_model, self.d_state // 2), jnp.result_type(self.A_im.dtype, jnp.complex64))
 
-    def _discrete(self, rate: float) -> tuple[Array, Array, Array]:
+    def _discrete(self, rate: float | Float[Array, ""]) -> tuple[Array, Array, Array]:
         dt, A, B, C = self._params(rate)
         Ab, Bb = kernels.discretize(dt[:, None], A, B, self.disc)
         log_z = dt[:, None] * A if self.disc == "zoh" else jnp.log(Ab)
         return log_z, Bb, C[0]
 
     def step(
-        self, u_t: Float[Array, " H"], state: Complex[Array, "H M"], *, rate: float = 1.0
+        self, u_t: Float[Array, " H"], state: Complex[Array, "H M"], *, rate: float | Float[Array, ""] = 1.0
     ) -> tuple[Float[Array, " H"], Complex[Array, "H M"]]:
         self._check_causal()
         log_z, Bb, C = self._discrete(rate)
@@ -170,7 +170,7 @@ class S4D(AbstractSSMLayer):
         return y.astype(u_t.dtype), x
 
     def prefill(
-        self, u: Float[Array, "L H"], state: Complex[Array, "H M"] | None = None, *, rate: float = 1.0
+        self, u: Float[Array, "L H"], state: Complex[Array, "H M"] | None = None, *, rate: float | Float[Array, ""] = 1.0
     ) -> tuple[Float[Array, "L H"], Complex[Array, "H M"]]:
         self._check_causal()
         x0 = self.init_state() if state is None else state

@@ -1,0 +1,215 @@
+"""S4 (DPLR) layer: convolution == O(N) Woodbury step == naive dense matrix-power kernel for every measure, C̃
+semantics, S4 with P = 0 == S4D, prefill, rate, bidirectional, causality, gradients at L = 16384, training."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import ssm
+
+KEY = jax.random.key(0)
+
+
+def full(x):
+    return np.concatenate([x, np.conj(x)], axis=-1)
+
+
+def dense_system(layer, rate=1.0):
+    """Numpy per-channel dense (Ā, B̄, C_f) of the full N-state bilinear system; C_f = C̃_f (I - Ā^{L0})^{-1}."""
+    reps = layer.d_model // layer.n_ssm
+    dt = rate * np.exp(np.asarray(layer.log_dt))
+    Lam = np.tile(-np.exp(np.asarray(layer.log_A_re)) + 1j * np.asarray(layer.A_im), (reps, 1))
+    P = np.tile(np.asarray(layer.P_re) + 1j * np.asarray(layer.P_im), (1, reps, 1))
+    B = np.tile(np.asarray(layer.B_re) + 1j * np.asarray(layer.B_im), (reps, 1))
+    Ct = np.asarray(layer.C_re) + 1j * np.asarray(layer.C_im)
+    L0 = int(round(layer.l_max / rate))
+    out = []
+    for h in range(layer.d_model):
+        Pf = full(P[:, h])
+        A = np.diag(full(Lam[h])) - Pf.T @ Pf.conj()
+        N = A.shape[0]
+        I = np.eye(N)
+        Ab = np.linalg.solve(I - dt[h] / 2 * A, I + dt[h] / 2 * A)
+        Bb = np.linalg.solve(I - dt[h] / 2 * A, dt[h] * full(B[h]))
+        Cf = np.stack([np.linalg.solve((I - np.linalg.matrix_power(Ab, L0)).T, full(c[h])) for c in Ct])
+        out.append((Ab, Bb, Cf))
+    return out
+
+
+def naive_kernels(layer, L, rate=1.0):
+    sys = dense_system(layer, rate)
+    K = np.zeros((sys[0][2].shape[0], layer.d_model, L))
+    for h, (Ab, Bb, Cf) in enumerate(sys):
+        x = Bb
+        for k in range(L):
+            K[:, h, k] = np.real(Cf @ x)
+            x = Ab @ x
+    return K
+
+
+def naive_output(layer, u, rate=1.0):
+    L = u.shape[0]
+    K = naive_kernels(layer, L, rate)
+    y = np.asarray(layer.D) * u
+    for t in range(L):
+        for s in range(t + 1):
+            y[t] += K[0, :, t - s] * u[s]
+        if K.shape[0] == 2:
+            for s in range(t, L):
+                y[t] += K[1, :, s - t] * u[s]
+    return y
+
+
+def run_steps(layer, u, state=None, rate=1.0):
+    state = layer.init_state(rate=rate) if state is None else state
+    state, ys = jax.lax.scan(lambda s, x: layer.step(x, s, rate=rate)[::-1], state, u)
+    return ys, state
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [dict(measure="legs"), dict(measure="legt"), dict(measure="lagt"), dict(measure="fout"),
+     dict(measure="legs", rank=2, n_ssm=3), dict(measure="legs", n_ssm=3, l_max=20)],
+    ids=["legs", "legt", "lagt", "fout", "legs-r2-nssm3", "legs-lmax20"],
+)
+def test_conv_equals_step_equals_naive_kernel(opts):
+    opts = {"l_max": 32, **opts}
+    layer = ssm.S4(d_model=3, d_state=8, key=KEY, **opts)
+    if opts.get("rank") == 2:  # make the extra low-rank row nonzero so it is exercised
+        layer = eqx.tree_at(lambda m: m.P_re, layer, layer.P_re.at[1].set(0.3))
+    u = np.random.default_rng(0).normal(size=(20, 3))
+    ref = naive_output(layer, u.copy())
+    np.testing.assert_allclose(layer(jnp.asarray(u)), ref, atol=1e-10)
+    ys, _ = run_steps(layer, jnp.asarray(u))
+    np.testing.assert_allclose(ys, ref, atol=1e-10)
+    yp, _ = layer.prefill(jnp.asarray(u))
+    np.testing.assert_allclose(yp, ref, atol=1e-10)
+
+
+def test_ctilde_parameterization():
+    # At init C̃ = C (I - Ā^{l_max}) for a complex normal C; the kernel is the l_max-length kernel truncated.
+    layer = ssm.S4(d_model=2, d_state=6, key=KEY, l_max=16)
+    K16 = naive_kernels(layer, 16)[0]
+    np.testing.assert_allclose(layer.kernel(16), K16, atol=1e-10)
+    np.testing.assert_allclose(layer.kernel(9), K16[:, :9], atol=1e-10)
+    with pytest.raises(ValueError, match="l_max"):
+        layer.kernel(17)
+    with pytest.raises(TypeError):  # rate sets a static length: a traced rate is refused
+        jax.jit(lambda r: layer.kernel(8, rate=r))(1.0)
+
+
+def test_zero_low_rank_equals_s4d_bilinear():
+    s4 = ssm.S4(d_model=3, d_state=8, key=KEY, n_ssm=3, l_max=24)
+    s4 = eqx.tree_at(lambda m: (m.P_re, m.P_im), s4, (jnp.zeros_like(s4.P_re), jnp.zeros_like(s4.P_im)))
+    s4d = ssm.S4D(d_model=3, d_state=8, key=KEY, disc="bilinear")
+    C = dense_system(s4)  # true output matrix of the (now diagonal) S4 system
+    Cm = np.stack([c[2][0, :4] for c in C])[None]
+    s4d = eqx.tree_at(
+        lambda m: (m.log_dt, m.log_A_re, m.A_im, m.B_re, m.B_im, m.C_re, m.C_im, m.D),
+        s4d,
+        (s4.log_dt, s4.log_A_re, s4.A_im, s4.B_re, s4.B_im, jnp.asarray(Cm.real), jnp.asarray(Cm.imag), s4.D),
+    )
+    u = jax.random.normal(KEY, (24, 3))
+    np.testing.assert_allclose(s4(u), s4d(u), atol=1e-10)
+
+
+def test_prefill_state_equals_stepped_state_and_rate():
+    layer = ssm.S4(d_model=2, d_state=8, key=KEY, l_max=40)
+    u = jnp.asarray(np.random.default_rng(1).normal(size=(30, 2)))
+    for rate in (1.0, 2.0):
+        ys, s_step = run_steps(layer, u[: 20 if rate == 2.0 else 30], rate=rate)
+        n = ys.shape[0]
+        np.testing.assert_allclose(ys, naive_output(layer, np.asarray(u[:n]).copy(), rate), atol=1e-10)
+        np.testing.assert_allclose(layer(u[:n], rate=rate), ys, atol=1e-10)
+        y1, s1 = layer.prefill(u[:7], rate=rate)
+        y2, s2 = layer.prefill(u[7:n], s1, rate=rate)
+        np.testing.assert_allclose(jnp.concatenate([y1, y2]), ys, atol=1e-10)
+        np.testing.assert_allclose(s2["x"], s_step["x"], atol=1e-11)
+    with pytest.raises(ValueError, match="l_max"):
+        layer(u, rate=2.0)  # round(40 / 2) = 20 < 30
+
+
+def test_bidirectional_is_forward_plus_reversed_pass():
+    layer = ssm.S4(d_model=2, d_state=6, key=KEY, l_max=15, bidirectional=True)
+    u = np.random.default_rng(2).normal(size=(15, 2))
+    y = layer(jnp.asarray(u))
+    np.testing.assert_allclose(y, naive_output(layer, u.copy()), atol=1e-10)
+    k = layer.kernel(15)
+    fwd = ssm.kernels.fft_conv(jnp.asarray(u), k[0])
+    bwd = ssm.kernels.fft_conv(jnp.asarray(u[::-1]), k[1])[::-1]
+    np.testing.assert_allclose(y, fwd + bwd + layer.D * u, atol=1e-12)
+    with pytest.raises(ValueError, match="bidirectional"):
+        layer.step(jnp.zeros(2), None)
+
+
+def test_causality():
+    layer = ssm.S4(d_model=2, d_state=4, key=KEY, l_max=12)
+    u = jnp.asarray(np.random.default_rng(3).normal(size=(12, 2)))
+    Jts = np.asarray(jax.jacrev(layer)(u)).transpose(0, 2, 1, 3)
+    upper = np.triu(np.ones((12, 12)), 1).astype(bool)
+    assert np.abs(Jts[upper]).max() < 1e-14 * np.abs(Jts).max()
+    assert np.abs(Jts[~upper]).max() > 0.1
+
+
+def test_gradients_finite_at_path_x_length_all_layers():
+    # One small-H run per convolutional layer at L = 16384 (frequency blocks and lax.map under grad for S4).
+    u = jax.random.normal(KEY, (16384, 2))
+    layers = [
+        ssm.S4(d_model=2, d_state=8, key=KEY, l_max=16384, dt_min=1e-4),
+        ssm.S4D(d_model=2, d_state=8, key=KEY, dt_min=1e-4),
+        ssm.DSS(d_model=2, d_state=8, key=KEY, dt_min=1e-4),
+    ]
+    for layer in layers:
+        g = eqx.filter_jit(eqx.filter_grad(lambda m: jnp.mean(m(u) ** 2)))(layer)
+        leaves = jax.tree.leaves(eqx.filter(g, eqx.is_array))
+        assert all(bool(jnp.all(jnp.isfinite(x))) for x in leaves), type(layer).__name__
+        assert all(float(jnp.abs(x).max()) > 0 for x in leaves), type(layer).__name__
+
+
+def test_adamw_reduces_regression_loss():
+    rng = np.random.default_rng(5)
+    u = jnp.asarray(rng.normal(size=(4, 32, 3)))
+    teacher = ssm.S4(d_model=3, d_state=8, key=jax.random.key(7), l_max=32)
+    y_true = jax.vmap(teacher)(u)
+    layer = ssm.S4(d_model=3, d_state=8, key=KEY, l_max=32)
+    params, static = eqx.partition(layer, eqx.is_array)
+    opt = optax.adamw(3e-2, weight_decay=0.0)
+    state = opt.init(params)
+
+    @jax.jit
+    def step(p, s):
+        loss, g = jax.value_and_grad(lambda p: jnp.mean((jax.vmap(eqx.combine(p, static))(u) - y_true) ** 2))(p)
+        upd, s = opt.update(g, s, p)
+        return optax.apply_updates(p, upd), s, loss
+
+    losses = []
+    for _ in range(60):
+        params, state, loss = step(params, state)
+        losses.append(float(loss))
+    assert losses[-1] < 0.2 * losses[0], losses[::10]
+    trained = eqx.combine(params, static)
+    assert float(jnp.abs(trained.P_im - layer.P_im).max()) > 0  # the complex low-rank factor does train
+
+
+def test_vmap_jit_and_param_mask():
+    layer = ssm.S4(d_model=2, d_state=4, key=KEY, l_max=10)
+    u = jax.random.normal(KEY, (3, 10, 2))
+    yb = eqx.filter_jit(lambda m, x: jax.vmap(m)(x))(layer, u)
+    np.testing.assert_allclose(yb, jnp.stack([layer(x) for x in u]), atol=1e-12)
+    mask = ssm.ssm_param_mask(layer)
+    assert all(getattr(mask, n) is True for n in ("log_dt", "log_A_re", "A_im", "P_re", "P_im", "B_re", "B_im"))
+    assert mask.C_re is False and mask.D is False
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="bilinear"):
+        ssm.S4(d_model=2, d_state=4, key=KEY, disc="zoh")
+    with pytest.raises(ValueError, match="rank >= 2"):
+        ssm.S4(d_model=2, d_state=4, key=KEY, measure="legt", rank=1)
+    with pytest.raises(ValueError, match="n_ssm"):
+        ssm.S4(d_model=4, d_state=4, key=KEY, n_ssm=3)
+    with pytest.raises(ValueError, match="Unknown HiPPO measure"):
+        ssm.S4(d_model=2, d_state=4, key=KEY, measure="legx")
