@@ -282,8 +282,18 @@ class SequenceModel(eqx.Module):
 def make_model(
     cfg: ModelConfig, info: DatasetInfo, *, key: PRNGKeyArray
 ) -> tuple[SequenceModel, eqx.nn.State]:
-    """The model and its initial state (BatchNorm running statistics; empty otherwise)."""
-    return eqx.nn.make_with_state(SequenceModel)(cfg, info, key=key)
+    """The model and its initial state (BatchNorm running statistics; empty otherwise).
+
+    BatchNorm's running mean and variance start at zero, so that Equinox's zero-debiased average
+    (hidden / (1 - momentum^count)) is exactly the debiased EMA of the batch statistics (Equinox
+    starts the variance at one, which inflates it by momentum^count / (1 - momentum^count))."""
+    model, state = eqx.nn.make_with_state(SequenceModel)(cfg, info, key=key)
+    is_bn = lambda n: isinstance(n, eqx.nn.BatchNorm)  # noqa: E731
+    for bn in jax.tree_util.tree_leaves(model, is_leaf=is_bn):
+        if is_bn(bn):
+            mean, var = state.get(bn.batch_state_index)
+            state = state.set(bn.batch_state_index, (jnp.zeros_like(mean), jnp.zeros_like(var)))
+    return model, state
 
 
 def count_params(model: Any) -> int:
