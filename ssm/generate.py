@@ -192,7 +192,7 @@ def _generate(model, model_state, prompt, key, length, temperature, top_p, start
 def generate(
     model: SequenceModel,
     model_state: eqx.nn.State,
-    prompt: Int[Array, "B P"] | np.ndarray,
+    prompt: Array | np.ndarray,
     *,
     length: int,
     key: PRNGKeyArray,
