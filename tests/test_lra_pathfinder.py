@@ -38,7 +38,7 @@ def test_lra_parameters(size, contour):
     p = pf.lra_params(size, contour)
     assert p.window == size and p.contour_length == contour and p.distractor_length == contour // 3
     assert p.num_distractor_snakes == DISTRACTORS[size] and not p.use_single_paddles
-    assert p.antialias_scale == 2 and (p.paddle_thickness * 2).is_integer()
+    assert p.antialias_scale == 2 and float(p.paddle_thickness * 2).is_integer()
     if size == 128:  # Path-X
         assert p.paddle_margin_list == (2, 3) and p.seed_distance == 20 and p.marker_radius == 3
         assert p.paddle_thickness == 1.5 and p.continuity == 1.8 and p.snake_contrast_list == (0.9,)

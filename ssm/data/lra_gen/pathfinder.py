@@ -64,7 +64,7 @@ class PathfinderParams:
     max_paddle_retrial: int = 2
     continuity: float = 1.4
     paddle_length: int = 5
-    paddle_thickness: float = 1.5
+    paddle_thickness: int | float = 1.5  # as the LRA settings spell it (metadata writes str())
     paddle_margin_list: tuple[int, ...] = (4,)
     paddle_contrast_list: tuple[float, ...] = (1.0,)
 
@@ -90,13 +90,13 @@ _LRA: dict[int, dict] = {
              marker_radius=1.5, paddle_length=2, paddle_thickness=0.5, continuity=1.0,
              num_distractor_snakes=20 // 4, snake_contrast_list=(2.0,), paddle_contrast_list=(0.75,)),
     64: dict(window=64, padding=1, antialias_scale=2, paddle_margin_list=(1,), seed_distance=12,
-             marker_radius=2.5, paddle_thickness=1.0, continuity=1.8,
+             marker_radius=2.5, paddle_thickness=1, continuity=1.8,
              num_distractor_snakes=22 // 4, snake_contrast_list=(0.8,)),
     128: dict(window=128, padding=1, antialias_scale=2, paddle_margin_list=(2, 3), seed_distance=20,
               marker_radius=3.0, paddle_thickness=1.5, continuity=1.8,
               num_distractor_snakes=35 // 4, snake_contrast_list=(0.9,)),
     256: dict(window=256, antialias_scale=2, paddle_margin_list=(3,), marker_radius=5.0,
-              paddle_thickness=2.0, continuity=1.8,
+              paddle_thickness=2, continuity=1.8,
               num_distractor_snakes=30 // 4, snake_contrast_list=(1.0,)),
 }  # fmt: skip
 
