@@ -49,3 +49,20 @@ def tiny_gen_config(run_dir: str, root: str, layer: str = "s4d", **model) -> Con
         train=TrainConfig(steps=6, run_dir=str(run_dir), log_every=3, eval_every=3, save_every=3, keep=3,
                           progress="none", async_checkpoint=False),
     )  # fmt: skip
+
+
+def read_events(run_dir: str) -> list[dict]:
+    import json
+
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def trained_gen_run(root_dir) -> str:
+    """Train :func:`tiny_gen_config` on fake MNIST under ``root_dir``; returns the run directory."""
+    from ssm.train import train
+
+    root = write_fake_mnist(os.path.join(str(root_dir), "data"))
+    cfg = tiny_gen_config(os.path.join(str(root_dir), "run"), root)
+    train(cfg, verbose=False)
+    return cfg.train.run_dir
