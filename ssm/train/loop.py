@@ -22,6 +22,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from typing import Any
 
 import equinox as eqx

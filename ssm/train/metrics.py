@@ -4,7 +4,8 @@ padded evaluation batches combine exactly: the metric is ``Σ sum / Σ count``.
 - classification / retrieval: cross-entropy and accuracy per example;
 - regression: mean squared error per example (sequence targets ``(T, d)`` are compared with the
   last ``T`` outputs, e.g. a forecast horizon appended to the lookback);
-- lm / generation: cross-entropy and accuracy per token, over the first ``lengths`` tokens.
+- lm / generation: cross-entropy and accuracy per token, over the first ``lengths`` tokens (targets
+  shorter than the outputs are compared with the last ``T`` outputs, e.g. the copying task).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def example_metrics(outputs: Array, example: dict[str, Array], task: str) -> Sum
         one = jnp.ones((), outputs.dtype)
         return {"loss": (se, one), "mse": (se, one)}
     if task in ("lm", "generation"):
+        if t.shape[0] < outputs.shape[0]:  # targets for the last T steps only (e.g. copying)
+            outputs = outputs[outputs.shape[0] - t.shape[0] :]
         logp = jax.nn.log_softmax(outputs, axis=-1)
         ce = -jnp.take_along_axis(logp, t[:, None], axis=-1)[:, 0]
         correct = (jnp.argmax(outputs, axis=-1) == t).astype(outputs.dtype)
