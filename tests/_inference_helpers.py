@@ -58,11 +58,15 @@ def read_events(run_dir: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def trained_gen_run(root_dir) -> str:
-    """Train :func:`tiny_gen_config` on fake MNIST under ``root_dir``; returns the run directory."""
+def trained_gen_run(tmp_path_factory) -> str:
+    """The run directory of :func:`tiny_gen_config` trained on fake MNIST, trained once per test session (shared by
+    the test modules through the session's base temporary directory)."""
     from ssm.train import train
 
-    root = write_fake_mnist(os.path.join(str(root_dir), "data"))
-    cfg = tiny_gen_config(os.path.join(str(root_dir), "run"), root)
-    train(cfg, verbose=False)
-    return cfg.train.run_dir
+    base = os.path.join(str(tmp_path_factory.getbasetemp()), "gen-shared")
+    run_dir = os.path.join(base, "run")
+    if not os.path.exists(os.path.join(base, "done")):
+        root = write_fake_mnist(os.path.join(base, "data"))
+        train(tiny_gen_config(run_dir, root), verbose=False)
+        open(os.path.join(base, "done"), "w").close()
+    return run_dir

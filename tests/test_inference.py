@@ -27,7 +27,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def gen_run(tmp_path_factory):
-    return trained_gen_run(tmp_path_factory.mktemp("gen"))
+    return trained_gen_run(tmp_path_factory)
 
 
 def _nll(logits: np.ndarray, targets: np.ndarray) -> float:
