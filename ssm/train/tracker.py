@@ -63,7 +63,7 @@ class MultiTracker(Tracker):
             t.close()
 
 
-def read_metrics(run_dir: str) -> list[dict[str, Any]]:
+def read_metrics(run_dir: "str | os.PathLike[str]") -> list[dict[str, Any]]:
     """The events of ``RUN_DIR/metrics.jsonl``."""
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         return [json.loads(line) for line in f if line.strip()]
