@@ -210,7 +210,7 @@ def test_dplr_ctilde_blocks_doubling_and_inverse():
     L = 50
     Ct = ctilde(dt, A, P, B, C, L)
     ref = dplr_kernel(dt, A, P, B, C, L)
-    for block in (1, 7, 26):  # frequency blocks (lax.map path) give the same kernel
+    for block in (7,):  # frequency blocks (lax.map path, 4 blocks of 7 for 26 frequencies) give the same kernel
         np.testing.assert_allclose(from_ctilde(dt, A, P, B, Ct, L, block=block), ref, atol=1e-12)
     np.testing.assert_allclose(ctilde_inverse(dt, A, P, B, Ct, L), C, atol=1e-11)
     # length doubling: C̃_{2L} = C̃_L (I + Ā^L), with dense Ā from numpy
@@ -265,6 +265,7 @@ def test_gradients_match_finite_differences():
         dt, Are, Aim = map(jnp.asarray, (dt, Are, Aim))  # check_grads also calls with numpy arrays
         return jnp.sum(jnp.sin(kernels.diagonal_kernel(dt, Are + 1j * Aim, B, C, 20, "zoh")))
 
+    diag = jax.jit(diag)
     check_grads(diag, (dt, A.real, A.imag), order=1, modes=["rev"], eps=1e-6, atol=1e-6, rtol=1e-6)
     Ct = kernels.ctilde(dt, A, P, B, C, 20)
 
@@ -273,6 +274,7 @@ def test_gradients_match_finite_differences():
         return jnp.sum(jnp.sin(kernels.dplr_kernel_from_ctilde(dt, Are + 1j * A.imag, Pre + 1j * P.imag, B, Ct, 20,
                                                                block=4)))
 
+    dplr = jax.jit(dplr)
     check_grads(dplr, (dt, A.real, P.real), order=1, modes=["rev"], eps=1e-6, atol=1e-6, rtol=1e-6)
 
 
@@ -306,7 +308,7 @@ def test_fft_conv_causal_and_bidirectional():
         kernels.fft_conv(jnp.asarray(u), jnp.asarray(k[0, :2]))
 
 
-@pytest.mark.parametrize("L", [1, 7, 40])
+@pytest.mark.parametrize("L", [1, 40])
 def test_prefill_equals_recurrence_from_nonzero_state(L):
     dt, A, P, B, C = rand_system(R=2)
     H, M = A.shape

@@ -13,6 +13,10 @@ import ssm
 from ssm.layers.s4d import S4D_INITS
 
 KEY = jax.random.key(0)
+# Jitted entry points: one compilation per shape instead of one per eager primitive keeps the file fast.
+call = eqx.filter_jit(lambda m, u, rate=1.0: m(u, rate=rate))
+kernel = eqx.filter_jit(lambda m, L: m.kernel(L))
+prefill = eqx.filter_jit(lambda m, u, s=None, rate=1.0: m.prefill(u, s, rate=rate))
 
 
 def full(x):
@@ -58,6 +62,7 @@ def naive_output(layer, u, rate=1.0):
     return y
 
 
+@eqx.filter_jit
 def run_steps(layer, u, state=None, rate=1.0):
     state = layer.init_state() if state is None else state
     state, ys = jax.lax.scan(lambda s, x: layer.step(x, s, rate=rate)[::-1], state, u)
@@ -70,40 +75,40 @@ def test_conv_equals_step_equals_naive_kernel(disc, init):
     layer = ssm.S4D(d_model=3, d_state=8, key=KEY, disc=disc, init=init)
     u = np.random.default_rng(0).normal(size=(24, 3))
     ref = naive_output(layer, u.copy())
-    y = layer(jnp.asarray(u))
+    y = call(layer, jnp.asarray(u))
     np.testing.assert_allclose(y, ref, atol=1e-10)
     ys, _ = run_steps(layer, jnp.asarray(u))
     np.testing.assert_allclose(ys, ref, atol=1e-10)
-    yp, _ = layer.prefill(jnp.asarray(u))
+    yp, _ = prefill(layer, jnp.asarray(u))
     np.testing.assert_allclose(yp, ref, atol=1e-10)
-    np.testing.assert_allclose(layer.kernel(24), naive_kernels(layer, 24)[0], atol=1e-10)
+    np.testing.assert_allclose(kernel(layer, 24), naive_kernels(layer, 24)[0], atol=1e-10)
 
 
 @pytest.mark.parametrize("disc", ["zoh", "bilinear"])
 def test_prefill_state_equals_stepped_state_and_rate(disc):
     layer = ssm.S4D(d_model=3, d_state=8, key=KEY, disc=disc)
     u = jnp.asarray(np.random.default_rng(1).normal(size=(30, 3)))
-    for rate in (1.0, 0.5):
+    for r in (1.0, 0.5):
+        rate = jnp.asarray(r)  # traced: one compilation for both rates
         ys, s_step = run_steps(layer, u, rate=rate)
-        np.testing.assert_allclose(ys, naive_output(layer, np.asarray(u).copy(), rate), atol=1e-10)
-        np.testing.assert_allclose(layer(u, rate=rate), ys, atol=1e-10)
+        np.testing.assert_allclose(ys, naive_output(layer, np.asarray(u).copy(), r), atol=1e-10)
+        np.testing.assert_allclose(call(layer, u, rate), ys, atol=1e-10)
         # two prefills chained through a nonzero state == one stepped run
-        y1, s1 = layer.prefill(u[:13], rate=rate)
-        y2, s2 = layer.prefill(u[13:], s1, rate=rate)
+        y1, s1 = prefill(layer, u[:13], rate=rate)
+        y2, s2 = prefill(layer, u[13:], s1, rate=rate)
         np.testing.assert_allclose(jnp.concatenate([y1, y2]), ys, atol=1e-10)
         np.testing.assert_allclose(s2, s_step, atol=1e-12)
-    np.testing.assert_allclose(jax.jit(lambda r: layer(u, rate=r))(0.5), layer(u, rate=0.5), atol=1e-12)
     # rate r is the same as Δ scaled by r
     scaled = eqx.tree_at(lambda m: m.log_dt, layer, layer.log_dt + np.log(0.5))
-    np.testing.assert_allclose(layer(u, rate=0.5), scaled(u), atol=1e-12)
+    np.testing.assert_allclose(call(layer, u, jnp.asarray(0.5)), call(scaled, u, jnp.asarray(1.0)), atol=1e-12)
 
 
 def test_bidirectional_is_forward_plus_reversed_pass():
     layer = ssm.S4D(d_model=2, d_state=6, key=KEY, bidirectional=True)
     u = np.random.default_rng(2).normal(size=(15, 2))
-    y = layer(jnp.asarray(u))
+    y = call(layer, jnp.asarray(u))
     np.testing.assert_allclose(y, naive_output(layer, u.copy()), atol=1e-10)
-    k = layer.kernel(15)
+    k = kernel(layer, 15)
     assert k.shape == (2, 2, 15)
     fwd = ssm.kernels.fft_conv(jnp.asarray(u), k[0])
     bwd = ssm.kernels.fft_conv(jnp.asarray(u[::-1]), k[1])[::-1]
@@ -115,7 +120,7 @@ def test_bidirectional_is_forward_plus_reversed_pass():
 def test_causality():
     layer = ssm.S4D(d_model=2, d_state=4, key=KEY)
     u = jnp.asarray(np.random.default_rng(3).normal(size=(12, 2)))
-    J = jax.jacrev(layer)(u)  # (L, H, L, H): d y_t / d u_s
+    J = jax.jit(jax.jacrev(layer))(u)  # (L, H, L, H): d y_t / d u_s
     Jts = np.asarray(J).transpose(0, 2, 1, 3)  # (t, s, H, H)
     upper = np.triu(np.ones((12, 12)), 1).astype(bool)
     # FFT round-off only (~1e-17); any real leak of the future would be O(|J|).
@@ -158,8 +163,8 @@ def test_vmap_jit_grad_compose():
     layer = ssm.S4D(d_model=3, d_state=4, key=KEY)
     u = jax.random.normal(KEY, (5, 10, 3))
     yb = eqx.filter_jit(lambda m, x: jax.vmap(m)(x))(layer, u)
-    np.testing.assert_allclose(yb, jnp.stack([layer(x) for x in u]), atol=1e-12)
-    g_b = eqx.filter_grad(lambda m: jnp.sum(jax.vmap(m)(u)))(layer)
+    np.testing.assert_allclose(yb, jnp.stack([call(layer, x) for x in u]), atol=1e-12)
+    g_b = eqx.filter_jit(eqx.filter_grad(lambda m: jnp.sum(jax.vmap(m)(u))))(layer)
     grad_one = eqx.filter_jit(eqx.filter_grad(lambda m, x: jnp.sum(m(x))))
     g_s = [grad_one(layer, x) for x in u]
     np.testing.assert_allclose(g_b.log_dt, sum(g.log_dt for g in g_s), rtol=1e-10)

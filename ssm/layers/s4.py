@@ -26,6 +26,10 @@ from ssm import hippo, kernels
 from ssm.layers.base import AbstractSSMLayer
 from ssm.layers.s4d import complex_normal, init_log_dt
 
+# The dense setup (matrix powers) runs eagerly at construction and in init_state: compile it as one program.
+_ctilde = jax.jit(kernels.ctilde, static_argnums=5)
+_ctilde_inverse = jax.jit(kernels.ctilde_inverse, static_argnums=5)
+
 
 class S4(AbstractSSMLayer):
     """DPLR SSM layer: ``ssm.S4(d_model=H, d_state=N, key=key, **options)``.
@@ -48,8 +52,6 @@ class S4(AbstractSSMLayer):
 
     d_model: int = eqx.field(static=True)
     d_state: int = eqx.field(static=True)
-    measure: str = eqx.field(static=True)
-    rank: int = eqx.field(static=True)
     n_ssm: int = eqx.field(static=True)
     l_max: int = eqx.field(static=True)
     disc: str = eqx.field(static=True)
@@ -103,7 +105,9 @@ class S4(AbstractSSMLayer):
             # LegT/LagT/FouT normal parts are purely imaginary (Re Λ = 0): nudge into the stable half-plane,
             # since Re Λ = -exp(θ) cannot represent 0.
             re = np.maximum(re, 1e-4)
-        self.d_model, self.d_state, self.measure, self.rank = H, d_state, measure, rank
+        # measure and rank only shape the initial values (rank = P_re.shape[0]); they are not kept as static fields,
+        # so layers that differ only in their init share compiled code.
+        self.d_model, self.d_state = H, d_state
         self.n_ssm, self.l_max, self.disc, self.bidirectional, self.block = S, l_max, disc, bidirectional, block
         dtype = jnp.zeros(()).dtype
 
@@ -121,7 +125,7 @@ class S4(AbstractSSMLayer):
         self.D = jax.random.normal(k_d, (H,))
         # As official S4: draw the output matrix C and store C̃ = C (I - Ā^{l_max}) for the initial Δ.
         c_re, c_im = complex_normal(k_c, (d, H, M))
-        Ct = kernels.ctilde(
+        Ct = _ctilde(
             jnp.exp(self.log_dt),
             jnp.broadcast_to(jnp.asarray(-re + 1j * Lam.imag), (H, M)),
             jnp.broadcast_to(jnp.asarray(P)[:, None], (rank, H, M)),
@@ -178,7 +182,7 @@ class S4(AbstractSSMLayer):
         Pass the same ``rate`` to ``step``/``prefill`` as here."""
         self._check_causal()
         dt, A, P, B, Ct = self._params(rate)
-        C = kernels.ctilde_inverse(dt, A, P, B, Ct, self._length(rate))[0]
+        C = _ctilde_inverse(dt, A, P, B, Ct, self._length(rate))[0]
         return {"x": jnp.zeros_like(C), "C": C}
 
     def step(
@@ -198,7 +202,7 @@ class S4(AbstractSSMLayer):
             return 2 * jnp.sum(v * w, axis=-1).real
 
         xp = (s + A) * x - jnp.einsum("rhm,rh->hm", P, inner(Pc, x[None])) + 2 * B * u_t[:, None]
-        G = jnp.eye(self.rank) + 2 * jnp.einsum("rhm,qhm->hrq", Pc, Dd * P).real  # (H, R, R)
+        G = jnp.eye(P.shape[0]) + 2 * jnp.einsum("rhm,qhm->hrq", Pc, Dd * P).real  # (H, R, R)
         w = jnp.linalg.solve(G, inner(Pc, (Dd * xp)[None]).T[..., None])[..., 0]  # (H, R)
         x_new = Dd * (xp - jnp.einsum("rhm,hr->hm", P, w))
         y = 2 * jnp.sum(C * x_new, axis=-1).real + self.D * u_t

@@ -81,7 +81,6 @@ class S4D(AbstractSSMLayer):
 
     d_model: int = eqx.field(static=True)
     d_state: int = eqx.field(static=True)
-    init: str = eqx.field(static=True)
     disc: str = eqx.field(static=True)
     bidirectional: bool = eqx.field(static=True)
     log_dt: Float[Array, " H"]
@@ -118,7 +117,8 @@ class S4D(AbstractSSMLayer):
             raise ValueError(f"init {init!r} returned Λ {Lam.shape}, B {B.shape}; expected ({M},).")
         if np.any(Lam.real >= 0):
             raise ValueError(f"init {init!r} gave Re Λ >= 0; S4D needs stable modes.")
-        self.d_model, self.d_state, self.init, self.disc = H, d_state, init, disc
+        # init only sets initial values; it is not a static field, so layers differing only in init share compiled code.
+        self.d_model, self.d_state, self.disc = H, d_state, disc
         self.bidirectional = bidirectional
         dtype = jnp.zeros(()).dtype
         self.log_dt = init_log_dt(k_dt, (H,), dt_min, dt_max)
