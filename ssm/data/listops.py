@@ -42,7 +42,7 @@ LAYOUT = """  <root>/listops/basic_train.tsv, basic_val.tsv, basic_test.tsv
 def how(root: Path) -> str:
     return (
         f"generate it offline with `python scripts/prepare_data.py listops --out {root / 'listops'}` "
-        "(the LRA generator's algorithm; ~2 min on 2 cores), or extract listops-1000/ from the LRA "
+        "(the LRA generator's algorithm; ~2 min on 2 idle cores), or extract listops-1000/ from the LRA "
         "release lra_release.gz"
     )
 

@@ -35,7 +35,7 @@ import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import no_type_check
 
@@ -267,6 +267,7 @@ class _Fail(Exception):
     """A contour could not be placed (the original's ``success = False``)."""
 
 
+@no_type_check
 @dataclass
 class Snake:
     """A contour under construction: its last paddle's mask patch (uncommitted) and pose."""
@@ -634,4 +635,4 @@ def _collect(done, rows, bar, on_progress) -> None:
         on_progress(len(rows))
 
 
-__all__ = ["DIFFICULTY", "Generator", "Paddles", "PathfinderParams", "lra_params", "write_release", "replace"]
+__all__ = ["DIFFICULTY", "Generator", "Paddles", "PathfinderParams", "lra_params", "write_release"]
