@@ -393,11 +393,13 @@ class Generator:
             ty = cy[:, None] + pad.small_disk[None, :, 0]
             tx = cx[:, None] + pad.small_disk[None, :, 1]
             ok = (ty >= 0) & (ty < n) & (tx >= 0) & (tx < n)
-            taps = np.where(ok, ty * n + tx, keys[:, None])
+            # Small index types: ~45k pivots are cached per margin on a 128² canvas.
+            index_type = np.uint16 if n * n <= 1 << 16 else np.int32
+            taps = np.where(ok, ty * n + tx, keys[:, None]).astype(index_type)
             # The angles (hence the continuity weights) depend only on the offsets from pv.
             offsets = np.concatenate([cy - pv[0], cx - pv[1]]).tobytes()
             sig = self._sigs.setdefault(offsets, len(self._sigs))
-            hit = (cy.tolist(), cx.tolist(), alpha, alpha.tolist(), taps, sig)
+            hit = (keys.astype(np.int32), alpha, taps, sig)
         self._cands[key] = hit
         return hit
 
@@ -415,7 +417,7 @@ class Generator:
         cands = self._candidates(pad, pv)
         if cands is None:
             raise _Fail
-        cy, cx, alpha, alpha_list, taps, sig = cands
+        keys, alpha, taps, sig = cands
         weight = self._weights.get((sig, snake.theta))
         if weight is None:
             diff = np.abs(alpha - snake.theta)
@@ -433,8 +435,8 @@ class Generator:
             # argmax(cmf − u > 0): the first index with cmf > u, else 0 (cmf is non-decreasing)
             i = int(cmf.searchsorted(rng.random(), side="right"))
             i = 0 if i == len(cmf) else i
-            head = (cy[i], cx[i])
-            theta = alpha_list[i]
+            head = divmod(int(keys[i]), n)
+            theta = float(alpha[i])
             back = flip(theta)
             dst, src = window = paste_window((n, n), head, pad.half)
             seg_mask = pad.mask(back)
