@@ -8,7 +8,7 @@ import optax
 import pytest
 
 import ssm
-from ssm.layers.hope import HOPE, hope_realization, warped_response
+from ssm.layers.hope import HOPE, hope_kernel, hope_realization, warped_response
 
 H, n, L = 3, 5, 40
 TOL = 1e-10
@@ -97,6 +97,17 @@ def test_realization_matches_reference_shift_mobius_form():
         ours = [Dt] + [C @ np.linalg.matrix_power(Ab, k - 1) @ Bb for k in range(1, L)]
         assert np.max(np.abs(np.array(ours) - np.array(ref))) < 1e-12
         assert np.allclose(np.linalg.eigvals(Ab), (1 - dt) / (1 + dt), atol=1e-3)
+
+
+def test_two_level_kernel_equals_explicit_matrix_powers():
+    rng = np.random.default_rng(2)
+    h, dt = rng.normal(size=(2, n)), np.array([0.15, 1.7])
+    Ab, Bb, C, Dt = (np.asarray(x) for x in hope_realization(jnp.asarray(h), jnp.asarray(dt)))
+    for Lk in (1, 2, 17, 40):
+        K = np.asarray(hope_kernel(jnp.asarray(h), jnp.asarray(dt), Lk))
+        for g in range(2):
+            ref = [Dt[g]] + [C[g] @ np.linalg.matrix_power(Ab[g], k - 1) @ Bb[g] for k in range(1, Lk)]
+            assert np.max(np.abs(K[g] - np.array(ref))) < 1e-13
 
 
 @pytest.mark.parametrize("dt", [None, 0.3])

@@ -26,8 +26,8 @@ sections are lossless, so the state stays well scaled for any Δ.
 **Kernel (a deliberate difference from the reference).** The reference uses the L samples ``Ĝ_k`` as an FFT
 multiplier, i.e. a *circular* convolution with the impulse response of ``G_Δ`` aliased modulo L (its tail decays only
 like ``|α|^t ≈ e^{-2Δt}``, so for small Δ the wrap-around is large). Here the kernel is the exact impulse response
-``K_0 = D̃``, ``K_k = C̃ Ā^{k-1} B̄``, truncated at L, used in an ordinary causal (zero-padded) convolution; so the
-convolution mode, ``step`` and ``prefill`` are exactly the same causal system. Its frequency response is
+``K_0 = D̃``, ``K_k = C̃ Ā^{k-1} B̄``, truncated at L (:func:`hope_kernel`), used in an ordinary causal (zero-padded)
+convolution; so the convolution mode, ``step`` and ``prefill`` are exactly the same causal system. Its frequency response is
 ``Ĝ`` (:func:`warped_response` sampled finely enough recovers it, up to the aliasing of the tail).
 
 Markov parameters are real: with a real input the reference's ``Re(IFFT(FFT(u)·Ĝ))`` ignores ``Im h`` (Ĝ of
@@ -79,6 +79,42 @@ def hope_realization(
     C = jnp.einsum("...j,...jk->...k", h, T)
     Dt = jnp.sum(h * col * -alpha[..., None], axis=-1)  # Σ_j h_j (-α)^j
     return Ab, Bb, C, Dt
+
+
+def hope_kernel(h: Float[Array, "*batch n"], dt: Float[Array, "*batch"], L: int) -> Float[Array, "*batch L"]:
+    """The exact impulse response ``K_0 = D̃``, ``K_k = C̃ Ā^{k-1} B̄`` (``k < L``) of the warped filter.
+
+    Two levels, ``k - 1 = bT + j`` with ``T ≈ √L``: ``K = (C̃ Ā^{bT}) · (Ā^j B̄)``, the rows ``C̃ Ā^{bT}`` and columns
+    ``Ā^j B̄`` each from a short ``lax.scan`` of matrix-vector products, then one batched matmul. ``Ā`` is a power
+    series in the shift (lower-triangular Toeplitz), so ``Ā^T`` is the Toeplitz matrix of its first column
+    ``Ā^T e₁``. Real arithmetic, ``O(n^2 √L + n L)`` work and ``O(n √L)`` memory per filter.
+    """
+    Ab, Bb, C, Dt = hope_realization(h, dt)
+    batch, n = h.shape[:-1], h.shape[-1]
+    if L == 1:
+        return Dt[..., None]
+    Ab, Bb, C = Ab.reshape((-1, n, n)), Bb.reshape((-1, n)), C.reshape((-1, n))
+    T = max(1, 1 << int(np.ceil(np.log2(np.sqrt(L - 1)))))
+    nb = -(-(L - 1) // T)
+    e1 = jnp.zeros_like(Bb).at[:, 0].set(1.0)
+
+    def matvec(x, _):
+        return jnp.einsum("gnk,sgk->sgn", Ab, x), x
+
+    # Columns Ā^j B̄ (j < T) and, from the same T steps on e₁, the first column of Ā^T.
+    xT, Q = jax.lax.scan(matvec, jnp.stack([Bb, e1]), None, length=T)  # Q: (T, 2, G, n)
+    Q = Q[:, 0]
+    col = xT[1]  # (G, n) = Ā^T e₁
+    i = jnp.arange(n)
+    lag = i[:, None] - i[None, :]
+    AT = jnp.where(lag >= 0, col[:, jnp.clip(lag, 0, n - 1)], 0.0)  # (G, n, n)
+
+    def rowstep(r, _):
+        return jnp.einsum("gn,gnk->gk", r, AT), r
+
+    _, R = jax.lax.scan(rowstep, C, None, length=nb)  # (nb, G, n): C̃ Ā^{bT}
+    K = jnp.einsum("bgn,tgn->gbt", R, Q).reshape(Ab.shape[0], nb * T)[:, : L - 1]
+    return jnp.concatenate([Dt.reshape(-1, 1), K], axis=-1).reshape(batch + (L,))
 
 
 HOPE_INITS = ("randn",)
@@ -146,20 +182,7 @@ class HOPE(AbstractSSMLayer):
     def kernel(self, L: int, *, rate: float = 1.0) -> Float[Array, "H L"] | Float[Array, "2 H L"]:
         """Impulse response ``K_0 = D̃``, ``K_k = C̃ Ā^{k-1} B̄`` of the warped filter, ``(H, L)`` (``(2, H, L)``
         bidirectional: forward, backward)."""
-        Ab, Bb, C, Dt = self.realization(rate=rate)
-        H, n = self.d_model, self.d_state
-        cd = jnp.result_type(Ab.dtype, jnp.complex64)  # kernels.dense_prefill works on complex systems
-        ks = []
-        for i in range(Ab.shape[0]):
-            if L > 1:
-                impulse = jnp.zeros((L - 1, H), Bb.dtype).at[0].set(1.0)
-                tail, _ = kernels.dense_prefill(
-                    Ab[i].astype(cd), Bb[i].astype(cd), C[i].astype(cd), impulse, jnp.zeros((H, n), cd)
-                )
-                ks.append(jnp.concatenate([Dt[i][None], tail], axis=0).T)
-            else:
-                ks.append(Dt[i][:, None])
-        k = jnp.stack(ks)
+        k = hope_kernel(self.h, self._dt(rate), L)
         return k if self.bidirectional else k[0]
 
     def __call__(self, u: Float[Array, "L H"], *, rate: float = 1.0) -> Float[Array, "L H"]:
