@@ -123,7 +123,8 @@ def prefill(
     rate: float = 1.0,
 ) -> tuple[Float[Array, "L V"], Cache]:
     """Logits ``(L, V)`` over a whole prefix and the cache after it, in one parallel call
-    (from ``cache``, or from the zero state). Equals ``model(inputs)`` and stepping token by token."""
+    (from ``cache``, or from the zero state). Equals ``model(inputs)`` and stepping token by token.
+    ``model`` should be in inference mode (``eqx.nn.inference_mode``), as :func:`generate` puts it."""
     x = jax.vmap(model.encoder)(inputs)
     x, cache = _blocks(model, x, model_state, cache, "prefill", rate)
     return _head(model, x, model_state), cache

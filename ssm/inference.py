@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from typing import Any
 
 import equinox as eqx
@@ -199,11 +198,9 @@ def load(
                 have = sorted(set(ckpt.steps("latest")) | set(ckpt.steps("best")))
                 raise ValueError(f"no checkpoint of step {step} in {run_dir!r}; saved steps: {have}")
             arrays, static = restore_target(abstract, device)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # orbax: missing items ("data") are expected
-                r = ckpt.managers[holders[0]].restore(
-                    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(arrays), meta=ocp.args.JsonRestore())
-                )
+            r = ckpt.managers[holders[0]].restore(
+                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(arrays), meta=ocp.args.JsonRestore())
+            )
             state = eqx.combine(r["state"], static)
     finally:
         ckpt.close()
