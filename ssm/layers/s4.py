@@ -83,7 +83,7 @@ class S4(AbstractSSMLayer):
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
         b_clip: float | None = 2.0,
-        block: int = 1024,
+        block: int = 256,
     ):
         if d_state < 2 or d_state % 2:
             raise ValueError(f"S4 stores d_state/2 conjugate pairs: d_state must be even and >= 2, got {d_state}.")
