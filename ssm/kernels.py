@@ -16,13 +16,11 @@ batched matmul; the DPLR kernel evaluates its Cauchy sums over blocks of frequen
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Complex, Float, Inexact
 
-Disc = Literal["zoh", "bilinear", "dss_exp", "dss_softmax"]
 DISCS = ("zoh", "bilinear", "dss_exp", "dss_softmax")
 
 
