@@ -109,7 +109,7 @@ def test_bad_sizes_raise(bad):
 
 
 def test_tiny_sizes_work():
-    for n in (2, 4):
+    for n in (4,):  # N = 4 is also S5's block in tests/test_s5.py (cached)
         s = legs_ptd_system(n)
         A, _ = hippo.transition("legs", n)
         Vf, Lf, Vf_inv = _full(s)

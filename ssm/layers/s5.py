@@ -124,7 +124,8 @@ def s5_C(
     """
     P, M = V.shape
     if C_init == "trunc_standard_normal":
-        C = np.stack([_lecun(k, (1, P, 2))[0] for k in jax.random.split(key, H)])
+        draw = jax.vmap(lambda k: jax.nn.initializers.lecun_normal()(k, (1, P, 2))[0])
+        C = np.asarray(draw(jax.random.split(key, H)), np.float64)
     elif C_init == "lecun_normal":
         C = _lecun(key, (H, P, 2))
     elif C_init == "complex_normal":
