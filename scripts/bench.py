@@ -1,20 +1,42 @@
-"""Benchmark suite: speed, compile time and peak memory of every layer, and model throughput.
+"""Benchmark suite: speed, compile time and peak memory of every layer, model throughput, compile time
+of a deep train step, and recurrent generation speed.
 
-    python scripts/bench.py [--layers S4 S4D DSS S5 HOPE] [--lengths 1024 4096 16384]
-                            [--batch 8 --d-model 128 --d-state 64] [--repeats 7] [--json FILE]
-                            [--models mnist.smnist lra.pathx] [--generation]
+    python scripts/bench.py [--suites layers models compile generation]
+                            [--layers S4 S4D DSS S5 HOPE] [--lengths 1024 4096 16384]
+                            [--batch 8 --d-model 128 --d-state 64] [--repeats 7]
+                            [--models mnist.smnist lra.pathx] [--model-batch B] [--model-steps 3]
+                            [--compile-preset lra.pathx] [--gen-layers s4d] [--gen-length 4096]
+                            [--precision float32|mixed] [--json FILE]
 
-Every (layer, length) configuration runs in its own Python process, so that its peak memory is its
-own: on CPU the process's peak resident set size (``ru_maxrss``) is reported, together with the
-resident size just before the first compilation (the JAX runtime, imports and parameters), so the
-difference is what the computation itself needed; on an accelerator, the device allocator's
-``peak_bytes_in_use``. Times are medians over ``--repeats`` runs after one warm-up run; the compile
-time is that of ``jit(...).lower(...).compile()``.
+Suites (all by default):
+
+- ``layers``: per (layer, length), forward and forward+backward time of ``jax.vmap(layer)`` over a batch
+  (medians over ``--repeats`` runs after one warm-up run), compile time (``jit(...).lower(...).compile()``)
+  and peak memory;
+- ``models``: whole-model training throughput (examples/s and tokens/s) of the model of each preset in
+  ``--models`` (built from the preset registry ``configs/`` with :mod:`ssm.train`: model, optimizer and the
+  jitted train step of the training loop), on synthetic batches of the preset's shapes, and the compile time
+  of that step. ``--model-batch`` replaces the preset's batch (default: the preset's on an accelerator, 2 on
+  CPU, where the presets' batches of 16K-token sequences do not fit in memory);
+- ``compile``: compile time only of the train step of ``--compile-preset`` as written (its
+  ``n_layers`` blocks unrolled), and with LayerNorm instead of BatchNorm, unrolled and with
+  ``model.scan_layers`` (one compiled block, ``lax.scan`` over the stacked layers; BatchNorm keeps per-layer
+  state, so the model refuses ``scan_layers`` with it);
+- ``generation``: tokens/s of recurrent generation of ``--gen-length`` tokens against re-running the
+  convolution over the whole buffer for each new token (:func:`ssm.generate.bench_generation`).
+
+Every configuration runs in its own Python process, so that its peak memory is its own: on CPU the
+process's peak resident set size (``ru_maxrss``) is reported, together with the resident size just before
+the first compilation (the JAX runtime, imports and parameters), so the difference is what the computation
+itself needed; on an accelerator, the device allocator's ``peak_bytes_in_use``. Every result carries the
+1-minute load average before and after it (``load_before``/``load_after``): on a shared machine, times are
+only comparable at similar load.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
@@ -27,6 +49,14 @@ from datetime import datetime, timezone
 
 LAYERS = ("S4", "S4D", "DSS", "S5", "HOPE")
 LENGTHS = (1024, 4096, 16384)
+MODELS = ("mnist.smnist", "lra.pathx")
+SUITES = ("layers", "models", "compile", "generation")
+PRECISIONS = ("float32", "mixed")
+
+# Make `import ssm` / `import configs` work when run as `python scripts/bench.py` from anywhere.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
 
 
 def _rss_mib() -> float:
@@ -38,6 +68,10 @@ def _rss_mib() -> float:
 
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
 
 
 def _median_ms(fn, args, repeats: int) -> float:
@@ -52,6 +86,25 @@ def _median_ms(fn, args, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _memory(result: dict, rss_before: float) -> dict:
+    """Adds the peak memory of this process (see the module docstring) to ``result``."""
+    import jax
+
+    device = jax.devices()[0]
+    result["platform"], result["device"] = device.platform, device.device_kind
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats is not None:
+        result["peak_mib"] = stats.get("peak_bytes_in_use", 0) / 2**20
+    else:
+        result["peak_rss_mib"] = _peak_rss_mib()
+        result["rss_before_compute_mib"] = rss_before
+        result["peak_mib"] = result["peak_rss_mib"] - rss_before
+    return result
+
+
+# ------------------------------------------------------------------------------------------------ layers
+
+
 def layer_worker(name: str, length: int, batch: int, d_model: int, d_state: int,
                  repeats: int, dtype: str) -> dict:
     """Measure one layer configuration in this process."""
@@ -61,7 +114,11 @@ def layer_worker(name: str, length: int, batch: int, d_model: int, d_state: int,
 
     import ssm
 
-    layer = getattr(ssm, name)(d_model=d_model, d_state=d_state, key=jax.random.key(0))
+    load_before = _load()
+    cls = getattr(ssm, name)
+    # S4's output parameter is set up for a maximum length l_max: build it for this length.
+    options = {"l_max": length} if "l_max" in inspect.signature(cls.__init__).parameters else {}
+    layer = cls(d_model=d_model, d_state=d_state, key=jax.random.key(0), **options)
     u = jax.random.normal(jax.random.key(1), (batch, length, d_model), dtype=jnp.dtype(dtype))
     params, static = eqx.partition(layer, eqx.is_array)
 
@@ -85,23 +142,145 @@ def layer_worker(name: str, length: int, batch: int, d_model: int, d_state: int,
 
     fwd_ms = _median_ms(fwd_compiled, (params, u), repeats)
     fwd_bwd_ms = _median_ms(fwd_bwd_compiled, (params, u), repeats)
-
-    device = jax.devices()[0]
-    stats = device.memory_stats() if device.platform != "cpu" else None
     result = {
         "layer": name, "L": length, "batch": batch, "d_model": d_model, "d_state": d_state,
         "dtype": dtype, "fwd_ms": fwd_ms, "fwd_bwd_ms": fwd_bwd_ms,
         "compile_fwd_s": compile_fwd_s, "compile_fwd_bwd_s": compile_fwd_bwd_s,
         "tokens_per_s_fwd_bwd": batch * length / (fwd_bwd_ms / 1e3),
-        "platform": device.platform, "device": device.device_kind,
+        "load_before": load_before, "load_after": _load(),
     }
-    if stats is not None:
-        result["peak_mib"] = stats.get("peak_bytes_in_use", 0) / 2**20
+    return _memory(result, rss_before)
+
+
+# ------------------------------------------------------------------------------------------------ models
+
+
+def _model_setup(preset: str, *, batch: int | None, overrides: dict, precision: str):
+    """``(cfg, info, tx, train_step, state, numpy batch)`` of ``preset``'s model and training step,
+    with ``overrides`` of ``model.*`` fields and a synthetic batch of the dataset's shapes."""
+    import dataclasses
+
+    import equinox as eqx
+    import jax
+    import numpy as np
+
+    import configs
+    from ssm.data import get_dataset
+    from ssm.model import make_model
+    from ssm.train.optimizer import make_optimizer
+    from ssm.train.state import init_state
+    from ssm.train.step import make_train_step
+
+    cfg = configs.get_preset(preset)
+    model_over = dict(overrides)
+    if precision != "float32":
+        model_over["precision"] = precision
+    cfg = dataclasses.replace(
+        cfg,
+        model=dataclasses.replace(cfg.model, **model_over),
+        data=dataclasses.replace(cfg.data, batch_size=batch or cfg.data.batch_size),
+    )
+    info = get_dataset(cfg.data.name).info(cfg.data)
+    abstract_model = eqx.filter_eval_shape(make_model, cfg.model, info, key=jax.random.PRNGKey(0))[0]
+    tx, _ = make_optimizer(abstract_model, cfg.optim, cfg.train.steps)
+    state = init_state(cfg.model, info, tx, jax.random.PRNGKey(0))
+    train_step = make_train_step(tx, info.task, cfg.optim.grad_accum)
+    return cfg, info, train_step, state, synthetic_batch(info, cfg.data.batch_size, cfg.model.pool, np.random.default_rng(0))
+
+
+def synthetic_batch(info, B: int, pool: str, rng) -> dict:
+    """A random global batch with the shapes and dtypes of the data interface (``ssm.data.base``)."""
+    import numpy as np
+
+    L = info.seq_len
+    if info.tokens:
+        x = rng.integers(0, info.d_input, (B, L)).astype(np.int32)
     else:
-        result["peak_rss_mib"] = _peak_rss_mib()
-        result["rss_before_compute_mib"] = rss_before
-        result["peak_mib"] = result["peak_rss_mib"] - rss_before
-    return result
+        x = rng.standard_normal((B, L, info.d_input)).astype(np.float32)
+    batch = {"inputs": x}
+    if info.task in ("classification", "retrieval"):
+        batch["targets"] = rng.integers(0, info.d_output, (B,)).astype(np.int32)
+    elif info.task in ("lm", "generation"):
+        batch["targets"] = rng.integers(0, info.d_output, (B, L)).astype(np.int32)
+        batch["lengths"] = np.full((B,), L, np.int32)
+    elif pool == "none":
+        batch["targets"] = rng.standard_normal((B, L, info.d_output)).astype(np.float32)
+    else:
+        batch["targets"] = rng.standard_normal((B, info.d_output)).astype(np.float32)
+    if info.task == "retrieval":
+        batch.update(inputs2=x.copy(), lengths=np.full((B,), L, np.int32), lengths2=np.full((B,), L, np.int32))
+    return batch
+
+
+def model_worker(preset: str, *, batch: int | None, steps: int, overrides: dict, precision: str,
+                 compile_only: bool) -> dict:
+    """Compile time and (unless ``compile_only``) training throughput of ``preset``'s train step."""
+    import jax
+    import jax.numpy as jnp
+
+    from ssm.model import count_params
+
+    load_before = _load()
+    t0 = time.perf_counter()
+    cfg, info, train_step, state, np_batch = _model_setup(preset, batch=batch, overrides=overrides,
+                                                          precision=precision)
+    jax.block_until_ready(state)
+    init_s = time.perf_counter() - t0
+    rss_before = _rss_mib()
+    B, L = cfg.data.batch_size, info.seq_len
+
+    def device_batch():  # the loop puts a fresh batch on the device every step; the step donates it
+        return {k: jnp.asarray(v) for k, v in np_batch.items()}
+
+    t0 = time.perf_counter()
+    lowered = train_step.lower(state, device_batch())
+    lower_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    compiled = lowered.compile()
+    compile_s = time.perf_counter() - t0
+    m = cfg.model
+    result = {
+        "preset": preset, "layer": m.layer, "n_layers": m.n_layers, "d_model": m.d_model,
+        "d_state": m.d_state, "norm": m.norm, "scan_layers": m.scan_layers, "precision": precision,
+        "batch": B, "L": L, "params": count_params(state.model), "init_s": init_s,
+        "trace_lower_s": lower_s, "compile_s": compile_s, "compile_total_s": lower_s + compile_s,
+    }
+    if not compile_only:
+        state, metrics = compiled(state, device_batch())  # warm-up
+        jax.block_until_ready(metrics["loss"])
+        times = []
+        for _ in range(steps):
+            b = device_batch()
+            jax.block_until_ready(b)
+            t0 = time.perf_counter()
+            state, metrics = compiled(state, b)
+            jax.block_until_ready(metrics["loss"])
+            times.append(time.perf_counter() - t0)
+        step_s = statistics.median(times)
+        result.update(
+            step_ms=step_s * 1e3, examples_per_s=B / step_s, tokens_per_s=B * L / step_s,
+            loss=float(metrics["loss"]), steps_timed=steps,
+        )
+    result.update(load_before=load_before, load_after=_load())
+    return _memory(result, rss_before)
+
+
+# -------------------------------------------------------------------------------------------- generation
+
+
+def generation_worker(layer: str, length: int, d_model: int, d_state: int, n_layers: int,
+                      naive_tokens: int, repeats: int) -> dict:
+    from ssm.generate import bench_generation
+
+    load_before = _load()
+    rss_before = _rss_mib()
+    r = bench_generation(layer, length=length, d_model=d_model, d_state=d_state, n_layers=n_layers,
+                         naive_tokens=naive_tokens, repeats=repeats)
+    r.update(load_before=load_before, load_after=_load())
+    return _memory(r, rss_before)
+
+
+# ---------------------------------------------------------------------------------------------- harness
 
 
 def _run_worker(argv: list[str], timeout: float) -> dict:
@@ -109,12 +288,12 @@ def _run_worker(argv: list[str], timeout: float) -> dict:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
+        return {"error": f"timed out after {timeout:.0f} s", "load_after": _load()}
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("{"):
             return json.loads(line)
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-    return {"error": " | ".join(tail) or f"exit code {proc.returncode}"}
+    return {"error": " | ".join(tail) or f"exit code {proc.returncode}", "load_after": _load()}
 
 
 def _machine() -> dict:
@@ -125,13 +304,20 @@ def _machine() -> dict:
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "host_cpus": os.cpu_count(), "python": platform.python_version(), "jax": jax.__version__,
         "platform": dev.platform, "device": dev.device_kind, "n_devices": jax.device_count(),
-        "loadavg_1m": os.getloadavg()[0],
+        "loadavg_1m": _load(),
     }
 
 
-def _format_layer_table(rows: list[dict]) -> str:
+def _load_col(r: dict) -> str:
+    a, b = r.get("load_before"), r.get("load_after")
+    if a is None and b is None:
+        return ""
+    return f"{a if a is not None else '?'}->{b if b is not None else '?'}"
+
+
+def format_layer_table(rows: list[dict]) -> str:
     head = (f"{'layer':<6} {'L':>6} {'fwd ms':>9} {'fwd+bwd ms':>11} {'compile s':>10} "
-            f"{'peak MiB':>9} {'Mtok/s':>7}")
+            f"{'peak MiB':>9} {'Mtok/s':>7}  {'load':>11}")
     lines = [head, "-" * len(head)]
     for r in rows:
         if "error" in r:
@@ -140,56 +326,194 @@ def _format_layer_table(rows: list[dict]) -> str:
         lines.append(
             f"{r['layer']:<6} {r['L']:>6} {r['fwd_ms']:>9.1f} {r['fwd_bwd_ms']:>11.1f} "
             f"{r['compile_fwd_bwd_s']:>10.2f} {r['peak_mib']:>9.0f} "
-            f"{r['tokens_per_s_fwd_bwd'] / 1e6:>7.2f}"
+            f"{r['tokens_per_s_fwd_bwd'] / 1e6:>7.2f}  {_load_col(r):>11}"
         )
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--layers", nargs="+", default=list(LAYERS), choices=LAYERS)
-    parser.add_argument("--lengths", nargs="+", type=int, default=list(LENGTHS))
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--d-model", type=int, default=128)
-    parser.add_argument("--d-state", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    parser.add_argument("--timeout", type=float, default=900, help="seconds per configuration")
-    parser.add_argument("--json", default=None, help="write all results to this JSON file")
-    parser.add_argument("--_worker", nargs="+", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+def _model_name(r: dict) -> str:
+    name = r["preset"]
+    extra = []
+    if r.get("norm_override"):
+        extra.append(f"norm={r['norm']}")
+    if r.get("scan_layers"):
+        extra.append("scan")
+    if r.get("precision", "float32") != "float32":
+        extra.append(r["precision"])
+    return name + (f" [{','.join(extra)}]" if extra else "")
 
+
+def format_model_table(rows: list[dict]) -> str:
+    head = (f"{'model':<30} {'size':>16} {'B':>3} {'L':>6} {'compile s':>10} {'step ms':>9} "
+            f"{'ex/s':>8} {'tok/s':>9} {'peak MiB':>9}  {'load':>11}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"{_model_name(r):<30}  error: {r['error']}")
+            continue
+        size = f"{r['n_layers']}x{r['d_model']} N={r['d_state']}"
+        step = f"{r['step_ms']:>9.0f} {r['examples_per_s']:>8.2f} {r['tokens_per_s']:>9.0f}" if "step_ms" in r \
+            else f"{'-':>9} {'-':>8} {'-':>9}"
+        lines.append(
+            f"{_model_name(r):<30} {size:>16} {r['batch']:>3} {r['L']:>6} {r['compile_total_s']:>10.1f} "
+            f"{step} {r['peak_mib']:>9.0f}  {_load_col(r):>11}"
+        )
+    return "\n".join(lines)
+
+
+def format_generation_table(rows: list[dict]) -> str:
+    head = (f"{'layer':<6} {'tokens':>7} {'model':>14} {'recurrent tok/s':>16} {'conv tok/s':>11} "
+            f"{'ratio':>8}  {'load':>11}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"{r['layer']:<6} {r['length']:>7}  error: {r['error']}")
+            continue
+        size = f"{r['n_layers']}x{r['d_model']} N={r['d_state']}"
+        lines.append(
+            f"{r['layer']:<6} {r['length']:>7} {size:>14} {r['recurrent_tokens_per_s']:>16.0f} "
+            f"{r['conv_tokens_per_s']:>11.1f} {r['ratio']:>7.0f}x  {_load_col(r):>11}"
+        )
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--suites", nargs="+", default=list(SUITES), choices=SUITES)
+    p.add_argument("--layers", nargs="+", default=list(LAYERS), choices=LAYERS)
+    p.add_argument("--lengths", nargs="+", type=int, default=list(LENGTHS))
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--d-model", type=int, default=128)
+    p.add_argument("--d-state", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="layer input dtype")
+    p.add_argument("--models", nargs="+", default=list(MODELS), help="presets for the models suite")
+    p.add_argument("--model-batch", type=int, default=None,
+                   help="batch of the models suite (default: the preset's on an accelerator, 2 on CPU)")
+    p.add_argument("--model-steps", type=int, default=3, help="timed train steps (after one warm-up)")
+    p.add_argument("--compile-preset", default="lra.pathx")
+    p.add_argument("--precision", default="float32", choices=PRECISIONS,
+                   help="model precision of the models and compile suites (mixed: bf16 activations)")
+    p.add_argument("--gen-layers", nargs="+", default=["s4d"], help="model.layer names for generation")
+    p.add_argument("--gen-length", type=int, default=4096)
+    p.add_argument("--gen-d-model", type=int, default=64)
+    p.add_argument("--gen-d-state", type=int, default=64)
+    p.add_argument("--gen-n-layers", type=int, default=4)
+    p.add_argument("--gen-naive-tokens", type=int, default=32)
+    p.add_argument("--timeout", type=float, default=900, help="seconds per configuration")
+    p.add_argument("--json", default=None, help="write all results to this JSON file")
+    p.add_argument("--_worker", nargs="+", help=argparse.SUPPRESS)
+    p.add_argument("--_overrides", default="{}", help=argparse.SUPPRESS)
+    p.add_argument("--_compile-only", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def _worker(args) -> dict:
+    import warnings
+
+    # The train step donates the whole batch; inputs that cannot alias an output are copied (harmless).
+    warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+    kind, *rest = args._worker
+    if kind == "layer":
+        return layer_worker(rest[0], int(rest[1]), args.batch, args.d_model, args.d_state, args.repeats,
+                            args.dtype)
+    if kind == "model":
+        overrides = json.loads(args._overrides)
+        r = model_worker(rest[0], batch=args.model_batch, steps=args.model_steps, overrides=overrides,
+                         precision=args.precision, compile_only=args._compile_only)
+        r["norm_override"] = "norm" in overrides
+        return r
+    if kind == "generation":
+        return generation_worker(rest[0], args.gen_length, args.gen_d_model, args.gen_d_state,
+                                 args.gen_n_layers, args.gen_naive_tokens, max(1, min(args.repeats, 3)))
+    raise SystemExit(f"unknown worker kind {kind!r}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = _parser().parse_args(argv)
     if args._worker:
-        kind, *rest = args._worker
-        if kind == "layer":
-            name, length = rest[0], int(rest[1])
-            out = layer_worker(name, length, args.batch, args.d_model, args.d_state,
-                               args.repeats, args.dtype)
-        else:
-            raise SystemExit(f"unknown worker kind {kind!r}")
-        print(json.dumps(out), flush=True)
-        return
+        print(json.dumps(_worker(args)), flush=True)
+        return {}
 
     machine = _machine()
     print(f"# ssm benchmark  {machine}", flush=True)
-    common = ["--batch", str(args.batch), "--d-model", str(args.d_model), "--d-state",
-              str(args.d_state), "--repeats", str(args.repeats), "--dtype", args.dtype]
-    rows = []
-    for name in args.layers:
-        for length in args.lengths:
-            r = _run_worker(["layer", name, str(length), *common], args.timeout)
-            r.setdefault("layer", name)
-            r.setdefault("L", length)
+    if args.model_batch is None and machine["platform"] == "cpu":
+        args.model_batch = 2
+    out: dict = {"machine": machine, "command": " ".join(["python", "scripts/bench.py", *(argv or sys.argv[1:])])}
+    tables = []
+
+    if "layers" in args.suites:
+        common = ["--batch", str(args.batch), "--d-model", str(args.d_model), "--d-state",
+                  str(args.d_state), "--repeats", str(args.repeats), "--dtype", args.dtype]
+        rows = []
+        print(format_layer_table([]).splitlines()[0], flush=True)
+        for name in args.layers:
+            for length in args.lengths:
+                r = _run_worker(["layer", name, str(length), *common], args.timeout)
+                r.setdefault("layer", name)
+                r.setdefault("L", length)
+                rows.append(r)
+                print(format_layer_table([r]).splitlines()[-1], flush=True)
+        out["layers"] = rows
+        tables.append(f"Layers: batch {args.batch}, H={args.d_model}, N={args.d_state}, {args.dtype}; "
+                      f"median of {args.repeats} runs\n" + format_layer_table(rows))
+
+    model_common = ["--model-steps", str(args.model_steps), "--precision", args.precision]
+    if args.model_batch is not None:
+        model_common += ["--model-batch", str(args.model_batch)]
+
+    def model_run(preset: str, overrides: dict, compile_only: bool) -> dict:
+        extra = ["--_overrides", json.dumps(overrides)] + (["--_compile-only"] if compile_only else [])
+        r = _run_worker(["model", preset, *model_common, *extra], args.timeout)
+        r.setdefault("preset", preset)
+        r.setdefault("norm_override", "norm" in overrides)
+        r.setdefault("scan_layers", overrides.get("scan_layers", False))
+        r.setdefault("precision", args.precision)
+        print(format_model_table([r]).splitlines()[-1], flush=True)
+        return r
+
+    if "models" in args.suites:
+        print(format_model_table([]).splitlines()[0], flush=True)
+        rows = [model_run(p, {}, False) for p in args.models]
+        out["models"] = rows
+        tables.append(f"Models: one train step (forward, backward, AdamW update), synthetic batch, "
+                      f"median of {args.model_steps} steps\n" + format_model_table(rows))
+
+    if "compile" in args.suites:
+        print(format_model_table([]).splitlines()[0], flush=True)
+        rows = [
+            model_run(args.compile_preset, {}, True),
+            model_run(args.compile_preset, {"norm": "layer"}, True),
+            model_run(args.compile_preset, {"norm": "layer", "scan_layers": True}, True),
+        ]
+        out["compile"] = rows
+        tables.append(f"Compile time of the {args.compile_preset} train step (trace + lower + XLA compile)\n"
+                      + format_model_table(rows))
+
+    if "generation" in args.suites:
+        gen_common = ["--gen-length", str(args.gen_length), "--gen-d-model", str(args.gen_d_model),
+                      "--gen-d-state", str(args.gen_d_state), "--gen-n-layers", str(args.gen_n_layers),
+                      "--gen-naive-tokens", str(args.gen_naive_tokens), "--repeats", str(args.repeats)]
+        rows = []
+        print(format_generation_table([]).splitlines()[0], flush=True)
+        for layer in args.gen_layers:
+            r = _run_worker(["generation", layer, *gen_common], args.timeout)
+            r.setdefault("layer", layer)
+            r.setdefault("length", args.gen_length)
             rows.append(r)
-            print(_format_layer_table([r]).splitlines()[-1], flush=True)
+            print(format_generation_table([r]).splitlines()[-1], flush=True)
+        out["generation"] = rows
+        tables.append("Generation: greedy, batch 1; recurrent steps vs re-running the model over the buffer "
+                      "per token\n" + format_generation_table(rows))
+
+    out["machine"]["loadavg_1m_end"] = _load()
     print()
-    print(f"Layers: batch {args.batch}, H={args.d_model}, N={args.d_state}, {args.dtype}; "
-          f"median of {args.repeats} runs")
-    print(_format_layer_table(rows))
+    print("\n\n".join(tables))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": machine, "layers": rows}, f, indent=1)
+            json.dump(out, f, indent=1)
         print(f"wrote {args.json}")
+    return out
 
 
 if __name__ == "__main__":
