@@ -24,7 +24,7 @@ def write_fsdd(root, speakers=("george", "theo"), indices=range(0, 8), seed=0):
 
 def test_split_values_and_padding(tmp_path):
     clips = write_fsdd(tmp_path)
-    c = DataConfig(name="fsdd", root=str(tmp_path), seq_len=48)
+    c = DataConfig(name="fsdd", root=str(tmp_path), seq_len=48, normalize=False)
     test, train, val = (fsdd.load(c, s) for s in ("test", "train", "val"))
     assert len(test) == 10 * 2 * 5  # index 0-4
     assert len(train) + len(val) == 10 * 2 * 3 and len(val) == 6
@@ -38,6 +38,15 @@ def test_split_values_and_padding(tmp_path):
     assert (ex["inputs"][n:] == 0).all()
     labels = sorted(int(test[i]["targets"]) for i in range(len(test)))
     assert labels == sorted(list(range(10)) * 10)
+
+
+def test_normalize_scales_each_clip_to_unit_rms(tmp_path):
+    clips = write_fsdd(tmp_path, speakers=("jackson",), indices=range(0, 2))
+    ex = fsdd.load(DataConfig(name="fsdd", root=str(tmp_path), seq_len=48), "test")[0]  # 0_jackson_0.wav
+    s = clips[(0, "jackson", 0)][:48].astype(np.float64) / 32768
+    n = len(s)
+    np.testing.assert_allclose(ex["inputs"][:n, 0], s / np.sqrt(np.mean(s**2)), rtol=1e-5)
+    assert (ex["inputs"][n:] == 0).all()
 
 
 def test_missing_and_corrupt(tmp_path):
