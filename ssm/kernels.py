@@ -186,9 +186,10 @@ def dplr_kernel_from_ctilde(
 
     With ``g(ω) = (2/Δ)(1-ω)/(1+ω)``, ``a = 1 - ω``, ``b = 1 + ω``, ``μ = ΔΛ/2``:
     ``2/(1+ω) C̃(g - A)^{-1}B = Δ·[S00 - (Δ/2) b S01 (I + (Δ/2) b S11)^{-1} S10]`` with the Cauchy-type sums
-    ``S_xy = Σ_n x_n y_n / (a - b μ_n)`` over the full conjugate-symmetric system (Woodbury on ``A = Λ - P P^*``). This form has no
-    singularity at ``ω = -1`` (the bilinear map sends it to ``g = ∞``). Frequencies are processed in blocks of at most
-    ``block`` under ``jax.checkpoint``, so memory is ``O(H M block)`` forward and backward.
+    ``S_xy = Σ_n x_n y_n / (a - b μ_n)`` over the full conjugate-symmetric system (Woodbury on ``A = Λ - P P^*``).
+    This form has no singularity at ``ω = -1`` (the bilinear map sends it to ``g = ∞``). Frequencies are processed in
+    blocks of at most ``block`` (``lax.map`` under ``jax.checkpoint``), so memory is ``O(H M block)`` forward and
+    backward, never ``O(H M L)``.
     """
     lead = Ct.shape[:-2]
     H, M = A.shape
@@ -214,7 +215,7 @@ def dplr_kernel_from_ctilde(
         ],
         axis=0,
     ).transpose(1, 0, 2)  # (H, K, M)
-    K = V.shape[1]
+    nK = V.shape[1]
     G = jnp.concatenate([2 * V.real, 2 * (V * jnp.conj(mu)[:, None, :]).real], axis=1)  # (H, 2K, M) real
 
     def block_fn(om: Complex[Array, " Jb"]) -> Complex[Array, "nC H Jb"]:
@@ -224,7 +225,7 @@ def dplr_kernel_from_ctilde(
         # so one complex reciprocal per (mode, frequency) and real-coefficient contractions.
         q = 1 / ((a * a) + (-2 * a * b) * mu.real[:, :, None] + (b * b) * (mu.real**2 + mu.imag**2)[:, :, None])
         T = jnp.matmul(G, q.real, precision=_HIGHEST) + 1j * jnp.matmul(G, q.imag, precision=_HIGHEST)  # (H, 2K, Jb)
-        S = a * T[:, :K] - b * T[:, K:]
+        S = a * T[:, :nK] - b * T[:, nK:]
         k00 = S[:, :nC]  # (H, nC, Jb)
         k01 = S[:, nC : nC + nC * R].reshape(H, nC, R, -1)
         k10 = S[:, nC + nC * R : nC + nC * R + R]  # (H, R, Jb)
