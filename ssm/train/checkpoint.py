@@ -63,9 +63,11 @@ class Checkpoints:
         also as the best checkpoint when ``best``."""
         step = int(meta["step"])
         arrays = eqx.filter(state, eqx.is_array)
-        for which in ("latest", "best") if best else ("latest",):
+        for n, which in enumerate(("latest", "best") if best else ("latest",)):
             if step in self._saved[which] or step in self.managers[which].all_steps():
                 continue
+            if n:  # Orbax names its multi-process barriers by step: one save of a step at a time
+                self.managers["latest"].wait_until_finished()
             self._saved[which].add(step)
             items = {"state": ocp.args.StandardSave(arrays), "meta": ocp.args.JsonSave(meta)}
             if data_iter is not None:
