@@ -53,29 +53,31 @@ def parts(layer, u):
     params, static = eqx.partition(layer, eqx.is_array)
     w = jax.random.normal(jax.random.key(2), (B, L, H), u.dtype)
 
-    def layer_loss(p, u):
+    # Every array is an argument: an array closed over would be a compile-time constant, which XLA
+    # folds into the program (the backward pass of a loss linear in its weights, here).
+    def layer_loss(p, u, w):
         return jnp.mean(jax.vmap(eqx.combine(p, static))(u) * w)
 
     out = {
         "layer fwd": (jax.jit(lambda p, u: jax.vmap(eqx.combine(p, static))(u)), (params, u)),
-        "layer fwd+bwd": (jax.jit(jax.value_and_grad(layer_loss)), (params, u)),
-        "layer fwd+bwd (+du)": (jax.jit(jax.value_and_grad(layer_loss, argnums=(0, 1))), (params, u)),
+        "layer fwd+bwd": (jax.jit(jax.value_and_grad(layer_loss)), (params, u, w)),
+        "layer fwd+bwd (+du)": (jax.jit(jax.value_and_grad(layer_loss, argnums=(0, 1))), (params, u, w)),
     }
     if hasattr(layer, "kernel"):
         k = layer.kernel(L)
         wk = jax.random.normal(jax.random.key(3), k.shape, k.dtype)
 
-        def kernel_loss(p):
+        def kernel_loss(p, wk):
             return jnp.sum(eqx.combine(p, static).kernel(L) * wk)
 
-        def conv_loss(k, D, u):
+        def conv_loss(k, D, u, w):
             return jnp.mean(jax.vmap(lambda x: kernels.fft_conv(x, k, D))(u) * w)
 
         out["kernel fwd"] = (jax.jit(lambda p: eqx.combine(p, static).kernel(L)), (params,))
-        out["kernel fwd+bwd"] = (jax.jit(jax.value_and_grad(kernel_loss)), (params,))
+        out["kernel fwd+bwd"] = (jax.jit(jax.value_and_grad(kernel_loss)), (params, wk))
         out["conv fwd"] = (jax.jit(lambda k, D, u: jax.vmap(lambda x: kernels.fft_conv(x, k, D))(u)),
                            (k, layer.D, u))
-        out["conv fwd+bwd"] = (jax.jit(jax.value_and_grad(conv_loss, argnums=(0, 1))), (k, layer.D, u))
+        out["conv fwd+bwd"] = (jax.jit(jax.value_and_grad(conv_loss, argnums=(0, 1))), (k, layer.D, u, w))
     if type(layer).__name__ == "S5":
         from ssm.layers.s5 import linear_recurrence
 
@@ -83,27 +85,26 @@ def parts(layer, u):
         Bu = jax.vmap(lambda x: layer._input(x, Bb))(u)
         wx = jax.random.normal(jax.random.key(4), Bu.shape, Bu.real.dtype)
 
-        def scan_loss(a, b):
+        def scan_loss(a, b, wx):
             return jnp.sum(jax.vmap(lambda x: linear_recurrence(a, x))(b).real * wx)
 
-        def proj_loss(Bb, u):
+        def proj_loss(Bb, u, wx):
             z = jax.vmap(lambda x: layer._input(x, Bb))(u)
             return jnp.sum(z.real * wx) + jnp.sum(z.imag * wx)
 
-        def readout_loss(cr, ci, x):
+        def readout_loss(cr, ci, x, w):
             l2 = eqx.tree_at(lambda m: (m.C_re, m.C_im), layer, (cr, ci))
             return jnp.mean(jax.vmap(lambda xx: l2._readout(xx, 0))(x) * w)
 
-        out["scan fwd+bwd"] = (jax.jit(jax.value_and_grad(scan_loss, argnums=(0, 1), holomorphic=False)),
-                               (Lb, Bu))
-        out["input proj fwd+bwd"] = (jax.jit(jax.value_and_grad(proj_loss)), (Bb, u))
+        out["scan fwd+bwd"] = (jax.jit(jax.value_and_grad(scan_loss, argnums=(0, 1))), (Lb, Bu, wx))
+        out["input proj fwd+bwd"] = (jax.jit(jax.value_and_grad(proj_loss)), (Bb, u, wx))
         out["readout fwd+bwd"] = (jax.jit(jax.value_and_grad(readout_loss, argnums=(0, 1))),
-                                  (layer.C_re, layer.C_im, Bu))
+                                  (layer.C_re, layer.C_im, Bu, w))
     return out
 
 
 def time_round_robin(fns: dict, repeats: int) -> dict[str, float]:
-    """Median ms per part; one call of every part per round."""
+    """``{part: (median wall ms, median process CPU ms)}``; one call of every part per round."""
     import jax
 
     compiled = {}
@@ -112,12 +113,14 @@ def time_round_robin(fns: dict, repeats: int) -> dict[str, float]:
         jax.block_until_ready(c(*args))
         compiled[name] = (c, args)
     times: dict[str, list[float]] = {n: [] for n in compiled}
+    cpu: dict[str, list[float]] = {n: [] for n in compiled}
     for _ in range(repeats):
         for name, (c, args) in compiled.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             jax.block_until_ready(c(*args))
             times[name].append((time.perf_counter() - t0) * 1e3)
-    return {n: statistics.median(t) for n, t in times.items()}
+            cpu[name].append((time.process_time() - c0) * 1e3)
+    return {n: (statistics.median(times[n]), statistics.median(cpu[n])) for n in times}
 
 
 def memory_analysis(layer, B: int, L: int, H: int) -> dict:
@@ -161,8 +164,8 @@ def main(argv=None) -> dict:
         r = {"times_ms": res, "load": [round(load0, 2), round(os.getloadavg()[0], 2)]}
         print(f"{name}  L={args.length} B={args.batch} H={args.d_model} N={args.d_state}  "
               f"load {r['load'][0]}->{r['load'][1]}")
-        for part, ms in res.items():
-            print(f"  {part:<22} {ms:9.1f} ms")
+        for part, (ms, cpu_ms) in res.items():
+            print(f"  {part:<22} {ms:9.1f} ms  (cpu {cpu_ms:8.1f} ms)")
         if args.memory_length:
             big = make_layer(name, args.d_model, args.d_state, args.memory_length)
             r["memory"] = memory_analysis(big, args.batch, args.memory_length, args.d_model)

@@ -19,7 +19,7 @@ import math
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Complex, Float, Inexact
+from jaxtyping import Array, Bool, Complex, Float, Inexact
 
 DISCS = ("zoh", "bilinear", "dss_exp", "dss_softmax")
 
@@ -71,20 +71,46 @@ def _block_size(L: int) -> int:
     return max(1, 1 << math.ceil(math.log2(math.sqrt(L))))
 
 
+def _divisor_block(L: int) -> int | None:
+    """The divisor of ``L`` closest to ``√L`` within ``[√L/2, 2√L]``, or None (e.g. ``L`` prime)."""
+    r = math.sqrt(L)
+    divisors = [d for d in range(max(1, int(r / 2)), int(2 * r) + 1) if L % d == 0]
+    return min(divisors, key=lambda d: abs(d - r)) if divisors else None
+
+
 def vandermonde(
-    c: Complex[Array, "H M"], log_z: Complex[Array, "H M"], L: int
+    c: Complex[Array, "H M"],
+    log_z: Complex[Array, "H M"],
+    L: int,
+    *,
+    reverse: Bool[Array, "H M"] | None = None,
 ) -> Float[Array, "H L"]:
     """``Re Σ_m c_m z_m^l`` for ``l = 0..L-1``, with ``z_m^l = exp(l · log z_m)`` (log-Vandermonde).
 
     Writing ``l = b·T + j`` gives ``Σ_m (c_m z_m^{bT}) z_m^j``: a ``(L/T, M) @ (M, T)`` product per channel, done as one
     real batched matmul. Memory ``O(H M √L)``; no ``(H, M, L)`` tensor is formed.
+
+    ``reverse``: modes where True run backwards, contributing ``Re c_m z_m^{L-1-l}``. With ``T`` a divisor of ``L``,
+    ``L-1-l = (L/T-1-b)T + (T-1-j)``: a reversed mode only reverses its own row and column indices, so both directions
+    share the one matmul. Needs a divisor of ``L`` near ``√L`` (:func:`_divisor_block`); ValueError otherwise.
     """
-    T = _block_size(L)
+    if reverse is None:
+        T = _block_size(L)
+    else:
+        T = _divisor_block(L)
+        if T is None:
+            raise ValueError(f"vandermonde(reverse=...) needs a divisor of L near sqrt(L); L={L} has none.")
     nb = -(-L // T)
     j = jnp.arange(T, dtype=jnp.real(log_z).dtype)
     b = jnp.arange(nb, dtype=j.dtype) * T
-    inner = jnp.exp(log_z[:, :, None] * j)  # (H, M, T)
-    outer = c[:, None, :] * jnp.exp(log_z[:, None, :] * b[:, None])  # (H, nb, M)
+    if reverse is None:
+        inner = jnp.exp(log_z[:, :, None] * j)  # (H, M, T)
+        outer = c[:, None, :] * jnp.exp(log_z[:, None, :] * b[:, None])  # (H, nb, M)
+    else:
+        j_idx = jnp.where(reverse[:, :, None], (T - 1) - j, j)  # (H, M, T)
+        b_idx = jnp.where(reverse[:, None, :], (nb - 1) * T - b[:, None], b[:, None])  # (H, nb, M)
+        inner = jnp.exp(log_z[:, :, None] * j_idx)
+        outer = c[:, None, :] * jnp.exp(log_z[:, None, :] * b_idx)
     # Re(outer @ inner) = Re(outer) Re(inner) - Im(outer) Im(inner), as a single real matmul.
     lhs = jnp.concatenate([outer.real, -outer.imag], axis=-1)  # (H, nb, 2M)
     rhs = jnp.concatenate([inner.real, inner.imag], axis=-2)  # (H, 2M, T)
@@ -131,6 +157,9 @@ def diagonal_kernel(
     # base; every exponent below has a non-positive real part (except the one-step e^{ΔΛ}).
     x = jnp.where(grow, -dtA, dtA)
     coef = W * jnp.expm1(dtA) / (A * jnp.expm1(L * x)) * jnp.where(grow, -jnp.exp(x), 1.0)
+    if _divisor_block(L) is not None:
+        # Both directions in one two-level matmul (half the work of one call per direction).
+        return vandermonde(coef, x, L, reverse=grow)
     zero = jnp.zeros_like(coef)
     K_fwd = vandermonde(jnp.where(grow, zero, coef), x, L)
     K_bwd = vandermonde(jnp.where(grow, coef, zero), x, L)
