@@ -74,6 +74,9 @@ class ModelConfig:
     pool: Literal["mean", "last", "none"] = "mean"  # sequence pooling before the decoder (masked by lengths)
     tie_embeddings: bool = False  # LM: decoder weight = embedding matrix
     scan_layers: bool = False  # stack the blocks and lax.scan over them (compile once for N layers)
+    # "mixed": bfloat16 residual stream, encoder/decoder/block matmuls; norms, SSM kernels and FFT convolutions
+    # in float32 (parameters stay float32). "auto": mixed on GPU/TPU, float32 on CPU.
+    precision: Literal["float32", "mixed", "auto"] = "float32"
     # Layer options: None = the layer's default; passed to the layer constructor only when set.
     bidirectional: bool | None = None
     init: str | None = None  # S4D: "legs" | "diag-lin" | "diag-inv" ...; S5: "hippo"; HOPE: "randn" ...
@@ -105,6 +108,7 @@ class ModelConfig:
         _choice("model.activation", self.activation, ("gelu", "relu", "identity"))
         _choice("model.output", self.output, ("glu", "linear", "none"))
         _choice("model.pool", self.pool, ("mean", "last", "none"))
+        _choice("model.precision", self.precision, ("float32", "mixed", "auto"))
         _check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)", self.dropout)
         _check(0.0 <= self.bn_momentum < 1.0, "model.bn_momentum", "must be in [0, 1)", self.bn_momentum)
         if self.dt_min is not None and self.dt_max is not None:

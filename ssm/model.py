@@ -74,6 +74,26 @@ def make_layer(cfg: ModelConfig, *, key: PRNGKeyArray, seq_len: int | None = Non
     return cls(d_model=cfg.d_model, d_state=cfg.d_state, key=key, **kwargs)
 
 
+def resolve_precision(precision: str) -> str:
+    """``"float32"`` or ``"mixed"``; ``"auto"`` is mixed on an accelerator (GPU/TPU), float32 on CPU."""
+    if precision == "auto":
+        return "float32" if jax.default_backend() == "cpu" else "mixed"
+    return precision
+
+
+def _to_dtype(tree: Any, dtype: Any) -> Any:
+    """``tree`` with its floating-point arrays cast to ``dtype`` (for bfloat16 matmuls against float32 weights;
+    the gradient of the cast flows back to the float32 parameters)."""
+    return jax.tree_util.tree_map(
+        lambda x: x.astype(dtype) if eqx.is_array(x) and jnp.issubdtype(x.dtype, jnp.floating) else x, tree
+    )
+
+
+def _wide(x: Array) -> Array:
+    """``x`` in at least float32 (norms, SSM layers): a no-op unless ``x`` is bfloat16/float16."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def _dropout(x: Array, rate: float, key: PRNGKeyArray | None, tie: bool) -> Array:
     """Inverted dropout on ``(L, H)``; ``tie`` shares one mask per channel over time."""
     if key is None or rate == 0.0:
@@ -108,11 +128,12 @@ class Norm(eqx.Module):
         )
 
     def __call__(self, x: Array, state: eqx.nn.State) -> tuple[Array, eqx.nn.State]:
+        # Statistics in at least float32; the output keeps the input's dtype.
         if self.ln is not None:
-            return jax.vmap(self.ln)(x), state
+            return jax.vmap(self.ln)(_wide(x)).astype(x.dtype), state
         if self.bn is not None:
-            y, state = self.bn(x.T, state)
-            return y.T, state
+            y, state = self.bn(_wide(x).T, state)
+            return y.T.astype(x.dtype), state
         return x, state
 
 
@@ -154,10 +175,12 @@ class Block(eqx.Module):
         z = x
         if self.prenorm:
             z, state = self.norm(z, state)
-        z = self.layer(z, rate=rate)
+        # The block computes in the residual stream's dtype (bfloat16 under mixed precision), except the SSM
+        # layer: its kernel and FFT convolution run in at least float32.
+        z = self.layer(_wide(z), rate=rate).astype(x.dtype)
         z = _dropout(_activation(self.activation, z), self.dropout, k1, self.tie_dropout)
         if self.out is not None:
-            z = jax.vmap(self.out)(z)
+            z = jax.vmap(_to_dtype(self.out, x.dtype))(z)
             if self.output == "glu":
                 z = jax.nn.glu(z, axis=-1)
             z = _dropout(z, self.dropout, k2, self.tie_dropout)
@@ -197,6 +220,7 @@ class SequenceModel(eqx.Module):
     retrieval: bool = eqx.field(static=True)
     scan_layers: bool = eqx.field(static=True)
     n_layers: int = eqx.field(static=True)
+    precision: str = eqx.field(static=True, default="float32")  # "float32" | "mixed" (resolved, see ModelConfig)
 
     def __init__(self, cfg: ModelConfig, info: DatasetInfo, *, key: PRNGKeyArray):
         k_enc, k_blocks, k_dec = jax.random.split(key, 3)
@@ -206,6 +230,7 @@ class SequenceModel(eqx.Module):
         self.pool = cfg.pool
         self.scan_layers = cfg.scan_layers
         self.n_layers = cfg.n_layers
+        self.precision = resolve_precision(cfg.precision)
         if info.task in ("lm", "generation") and cfg.pool != "none":
             raise ValueError(f"model.pool must be 'none' for the {info.task!r} task (got {cfg.pool!r}): "
                              "pass --model.pool none")  # fmt: skip
@@ -232,8 +257,13 @@ class SequenceModel(eqx.Module):
     def features(
         self, inputs: Array, state: eqx.nn.State, *, key: PRNGKeyArray | None = None, rate: float = 1.0
     ) -> tuple[Array, eqx.nn.State]:
-        """``(L,)`` tokens or ``(L, C)`` floats -> ``(L, H)`` after the block stack."""
-        x = jax.vmap(self.encoder)(inputs)
+        """``(L,)`` tokens or ``(L, C)`` floats -> ``(L, H)`` after the block stack (bfloat16 under mixed
+        precision)."""
+        if self.precision == "mixed":
+            enc = _to_dtype(self.encoder, jnp.bfloat16)
+            x = jax.vmap(enc)(inputs if self.tokens else inputs.astype(jnp.bfloat16))
+        else:
+            x = jax.vmap(self.encoder)(inputs)
         keys = [None] * self.n_layers if key is None else list(jax.random.split(key, self.n_layers))
         if self.scan_layers:
             params, static = eqx.partition(self.blocks, eqx.is_array)
@@ -266,17 +296,21 @@ class SequenceModel(eqx.Module):
         k1, k2 = (None, None) if key is None else tuple(jax.random.split(key))
         x, state = self.features(inputs, state, key=k1, rate=rate)
         x = _pool(x, self.pool, lengths)
+        # The decoder multiplies in the features' dtype (bfloat16 under mixed precision); logits come back in
+        # the parameters' dtype.
+        out_dtype = self.encoder.weight.dtype
+        decoder = _to_dtype(self.decoder, x.dtype)
         if self.retrieval:
             if inputs2 is None:
                 raise ValueError("retrieval model needs 'inputs2' in the batch")
             x2, state = self.features(inputs2, state, key=k2, rate=rate)
             x2 = _pool(x2, self.pool, lengths2)
-            return self.decoder(jnp.concatenate([x, x2, x * x2, x - x2])), state
-        if self.decoder is None:
-            return x @ self.encoder.weight.T, state
+            return decoder(jnp.concatenate([x, x2, x * x2, x - x2])).astype(out_dtype), state
+        if decoder is None:
+            return (x @ self.encoder.weight.T.astype(x.dtype)).astype(out_dtype), state
         if x.ndim == 2:
-            return jax.vmap(self.decoder)(x), state
-        return self.decoder(x), state
+            return jax.vmap(decoder)(x).astype(out_dtype), state
+        return decoder(x).astype(out_dtype), state
 
 
 def make_model(
