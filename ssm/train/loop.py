@@ -136,12 +136,31 @@ def _build(model_cfg: ModelConfig, optim_cfg: OptimConfig, data_cfg: DataConfig,
             f"data.batch_size / optim.grad_accum ({data_cfg.batch_size // optim_cfg.grad_accum}) must be "
             f"divisible by the number of devices ({n_dev})"
         )
-    abstract_model = eqx.filter_eval_shape(make_model, model_cfg, info, key=jax.random.PRNGKey(0))[0]
-    tx, schedules = make_optimizer(abstract_model, optim_cfg, steps)
     replicated = NamedSharding(mesh, PartitionSpec())
-    init_fn = jax.jit(
-        lambda k: eqx.filter(init_state(model_cfg, info, tx, k), eqx.is_array), out_shardings=replicated
-    )
+    try:
+        abstract_model = eqx.filter_eval_shape(make_model, model_cfg, info, key=jax.random.PRNGKey(0))[0]
+        traceable = True
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError) as e:
+        # A layer constructor that needs concrete values: build eagerly (costs one real init).
+        warnings.warn(f"the {model_cfg.layer!r} layer cannot be constructed under tracing "
+                      f"({type(e).__name__}); initialising eagerly", RuntimeWarning, stacklevel=2)  # fmt: skip
+        traceable = False
+        abstract_model = _shapes(make_model(model_cfg, info, key=jax.random.PRNGKey(0))[0])
+    tx, schedules = make_optimizer(abstract_model, optim_cfg, steps)
+    if traceable:
+        init_fn = jax.jit(
+            lambda k: eqx.filter(init_state(model_cfg, info, tx, k), eqx.is_array), out_shardings=replicated
+        )
+        abstract = abstract_state(model_cfg, info, tx)
+    else:
+
+        def init_fn(k):
+            arrays = eqx.filter(init_state(model_cfg, info, tx, k), eqx.is_array)
+            return jax.tree_util.tree_map(
+                lambda a: jax.make_array_from_process_local_data(replicated, np.asarray(a)), arrays
+            )
+
+        abstract = _shapes(init_state(model_cfg, info, tx, jax.random.PRNGKey(0)))
     train_step = make_train_step(tx, info.task, optim_cfg.grad_accum, replicated)
     return dict(
         info=info,
@@ -150,10 +169,14 @@ def _build(model_cfg: ModelConfig, optim_cfg: OptimConfig, data_cfg: DataConfig,
         sharded=NamedSharding(mesh, PartitionSpec("data")),
         tx=tx,
         schedules=schedules,
-        abstract=abstract_state(model_cfg, info, tx),
+        abstract=abstract,
         init_fn=init_fn,
         train_step=train_step,
     )
+
+
+def _shapes(tree: Any) -> Any:
+    return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype) if eqx.is_array(a) else a, tree)
 
 
 def build(cfg: Config) -> Run:
