@@ -184,7 +184,6 @@ NAMES = sorted(k for k in PRESETS if not k.startswith("demo."))
 FAST_TRAIN = {"fsdd.digits", "forecast.etth1"}
 # The copying tasks score the last M outputs against M target tokens (S4's l_output = M decoder);
 # the trainer's lm loss does not yet compare the last T outputs as its regression loss does.
-LAST_T_LM = {"synthetic.copying", "synthetic.selective_copying"}
 
 
 def _prepare(name, tmp_path):
@@ -201,26 +200,10 @@ def _prepare(name, tmp_path):
     return tiny(cfg, root, tmp_path / "run")
 
 
-def _xfail_last_t(name):
-    if name in LAST_T_LM:
-        pytest.xfail("ssm/train/metrics.py lm loss needs targets as long as the outputs (copying targets are the last M)")
-
-
-def _s5_known_bug(name):
-    """S5.__init__ converts traced values with np.asarray (ssm/layers/s5.py ``_lecun``), so the model cannot be
-    built under jit/eval_shape as the trainer builds it. Expected to fail with exactly that error until fixed."""
-    import jax
-
-    if PRESETS[name][1].model.layer == "s5":
-        return pytest.mark.xfail(raises=jax.errors.TracerArrayConversionError, reason="S5 init uses np.asarray on traced keys", strict=False)
-    return None
-
-
 def _params(names, slow=lambda n: False):
     out = []
     for n in names:
-        marks = [m for m in (_s5_known_bug(n), pytest.mark.slow if slow(n) else None) if m is not None]
-        out.append(pytest.param(n, marks=marks))
+        out.append(pytest.param(n, marks=[pytest.mark.slow] if slow(n) else []))
     return out
 
 
@@ -250,7 +233,6 @@ def test_preset_builds_and_traces_a_step(name, tmp_path):
             assert 0 <= int(ex["targets"]) < info.d_output
     items = [src[i % len(src)] for i in range(2)]
     batch = {k: jax.ShapeDtypeStruct((2,) + np.shape(items[0][k]), np.asarray(items[0][k]).dtype) for k in items[0]}
-    _xfail_last_t(name)
     _, metrics = eqx.filter_eval_shape(run.train_step, run.abstract, batch)
     assert metrics["loss"].shape == ()
 
@@ -260,7 +242,6 @@ def test_preset_trains_two_steps(name, tmp_path):
     from ssm.train import train
 
     small = _prepare(name, tmp_path)
-    _xfail_last_t(name)
     res = train(small, verbose=False)
     assert res["step"] == 2
     for split in ("val", "test"):

@@ -106,14 +106,19 @@ def s5_eigenbasis(
     return ptd.block_diagonal(Lam, V, Vinv, blocks)
 
 
-def _lecun(key: PRNGKeyArray, shape: tuple[int, ...]) -> np.ndarray:
+def _lecun(key: PRNGKeyArray, shape: tuple[int, ...]) -> Float[Array, "..."]:
     # Truncated normal with variance 1/fan_in, JAX's fan rule (in_axis=-2, receptive field = leading axes).
-    return np.asarray(jax.nn.initializers.lecun_normal()(key, shape), np.float64)
+    # jnp, not numpy: the constructor must be traceable (the trainer builds models under filter_eval_shape).
+    return jax.nn.initializers.lecun_normal()(key, shape, jnp.zeros(()).dtype)
+
+
+def _complex(x: np.ndarray) -> Complex[Array, "..."]:
+    return jnp.asarray(x, jnp.result_type(jnp.zeros(()).dtype, jnp.complex64))
 
 
 def s5_C(
     C_init: str, key: PRNGKeyArray, H: int, V: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[Float[Array, "H M"], Float[Array, "H M"]]:
     """Initial ``C̃ (H, M)`` as ``(re, im)`` for the output-matrix options of the S5 reference:
 
     - ``"trunc_standard_normal"`` (S5's default name, kept for reproducibility): despite the name, each row is a
@@ -124,16 +129,15 @@ def s5_C(
     """
     P, M = V.shape
     if C_init == "trunc_standard_normal":
-        draw = jax.vmap(lambda k: jax.nn.initializers.lecun_normal()(k, (1, P, 2))[0])
-        C = np.asarray(draw(jax.random.split(key, H)), np.float64)
+        C = jax.vmap(lambda k: _lecun(k, (1, P, 2))[0])(jax.random.split(key, H))
     elif C_init == "lecun_normal":
         C = _lecun(key, (H, P, 2))
     elif C_init == "complex_normal":
-        C = np.asarray(jax.random.normal(key, (H, M, 2)), np.float64) * np.sqrt(0.5)
+        C = jax.random.normal(key, (H, M, 2), jnp.zeros(()).dtype) * np.sqrt(0.5)
         return C[..., 0], C[..., 1]
     else:
         raise ValueError(f"Unknown S5 C_init {C_init!r}; choose one of {S5_C_INITS}.")
-    Ct = (C[..., 0] + 1j * C[..., 1]) @ V
+    Ct = (C[..., 0] + 1j * C[..., 1]) @ _complex(V)
     return Ct.real, Ct.imag
 
 
@@ -213,11 +217,11 @@ class S5(AbstractSSMLayer):
         dtype = jnp.zeros(()).dtype
         self.Lambda_re = jnp.asarray(Lam.real, dtype)
         self.Lambda_im = jnp.asarray(Lam.imag, dtype)
-        Bt = Vinv @ _lecun(k_b, (P, H))
-        self.B = jnp.asarray(np.stack([Bt.real, Bt.imag], axis=-1), dtype)
+        Bt = _complex(Vinv) @ _lecun(k_b, (P, H))
+        self.B = jnp.stack([Bt.real, Bt.imag], axis=-1).astype(dtype)
         Cs = [s5_C(C_init, k, H, V) for k in jax.random.split(k_c, 2 if bidirectional else 1)]
-        self.C_re = jnp.asarray(np.stack([c[0] for c in Cs]), dtype)
-        self.C_im = jnp.asarray(np.stack([c[1] for c in Cs]), dtype)
+        self.C_re = jnp.stack([c[0] for c in Cs]).astype(dtype)
+        self.C_im = jnp.stack([c[1] for c in Cs]).astype(dtype)
         self.D = jax.random.normal(k_d, (H,), dtype)
         self.log_step = jax.random.uniform(k_dt, (M,), dtype, np.log(dt_min), np.log(dt_max))
 
