@@ -29,7 +29,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
 from ssm.layers.base import AbstractSSMLayer
-from ssm.model import SequenceModel
+from ssm.model import SequenceModel, _to_dtype
 
 Cache = PyTree[Array]
 
@@ -92,12 +92,21 @@ def _blocks(model: SequenceModel, x: Array, model_state: eqx.nn.State, cache: Ca
     return x, tuple(states)
 
 
+def _embed(model: SequenceModel, tokens: Array) -> Array:
+    # As SequenceModel.features: the encoder runs in bfloat16 under mixed precision.
+    enc = _to_dtype(model.encoder, jnp.bfloat16) if getattr(model, "precision", "float32") == "mixed" else model.encoder
+    return jax.vmap(enc)(tokens)
+
+
 def _head(model: SequenceModel, x: Array, model_state: eqx.nn.State) -> Array:
+    # As SequenceModel.features (final norm) and __call__ with pool="none": the decoder multiplies in the
+    # features' dtype, the logits come back in the parameters' dtype.
     if model.final_norm is not None:
         x, _ = model.final_norm(x, model_state)
+    out_dtype = model.encoder.weight.dtype
     if model.decoder is None:  # tied embeddings
-        return x @ model.encoder.weight.T
-    return jax.vmap(model.decoder)(x)
+        return (x @ model.encoder.weight.T.astype(x.dtype)).astype(out_dtype)
+    return jax.vmap(_to_dtype(model.decoder, x.dtype))(x).astype(out_dtype)
 
 
 def init_cache(model: SequenceModel, *, rate: float = 1.0) -> Cache:
@@ -125,7 +134,7 @@ def prefill(
     """Logits ``(L, V)`` over a whole prefix and the cache after it, in one parallel call
     (from ``cache``, or from the zero state). Equals ``model(inputs)`` and stepping token by token.
     ``model`` should be in inference mode (``eqx.nn.inference_mode``), as :func:`generate` puts it."""
-    x = jax.vmap(model.encoder)(inputs)
+    x = _embed(model, inputs)
     x, cache = _blocks(model, x, model_state, cache, "prefill", rate)
     return _head(model, x, model_state), cache
 
@@ -134,7 +143,7 @@ def step(
     model: SequenceModel, model_state: eqx.nn.State, token: Int[Array, ""], cache: Cache, *, rate: float = 1.0
 ) -> tuple[Float[Array, " V"], Cache]:
     """One token in recurrent mode: the next-token logits ``(V,)`` and the updated cache."""
-    x = model.encoder(token)[None]
+    x = _embed(model, token[None])
     x, cache = _blocks(model, x, model_state, cache, "step", rate)
     return _head(model, x, model_state)[0], cache
 
