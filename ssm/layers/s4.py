@@ -31,6 +31,20 @@ _ctilde = jax.jit(kernels.ctilde, static_argnums=5)
 _ctilde_inverse = jax.jit(kernels.ctilde_inverse, static_argnums=5)
 
 
+def _small_solve(G: Float[Array, "H R R"], b: Float[Array, "H R"]) -> Float[Array, "H R"]:
+    """Batched ``G^{-1} b`` for the tiny ``R x R`` Woodbury systems of the recurrent step. Ranks 1 and 2 (every
+    HiPPO measure) are solved in closed form: a LAPACK call inside the generation ``lax.scan`` costs more than the
+    whole O(N) step, and was seen to stall multi-layer generation on CPU."""
+    R = G.shape[-1]
+    if R == 1:
+        return b / G[..., 0]
+    if R == 2:
+        a, c, d, e = G[..., 0, 0], G[..., 0, 1], G[..., 1, 0], G[..., 1, 1]
+        det = a * e - c * d
+        return jnp.stack([e * b[..., 0] - c * b[..., 1], a * b[..., 1] - d * b[..., 0]], axis=-1) / det[..., None]
+    return jnp.linalg.solve(G, b[..., None])[..., 0]
+
+
 class S4(AbstractSSMLayer):
     """DPLR SSM layer: ``ssm.S4(d_model=H, d_state=N, key=key, **options)``.
 
@@ -203,7 +217,7 @@ class S4(AbstractSSMLayer):
 
         xp = (s + A) * x - jnp.einsum("rhm,rh->hm", P, inner(Pc, x[None])) + 2 * B * u_t[:, None]
         G = jnp.eye(P.shape[0]) + 2 * jnp.einsum("rhm,qhm->hrq", Pc, Dd * P).real  # (H, R, R)
-        w = jnp.linalg.solve(G, inner(Pc, (Dd * xp)[None]).T[..., None])[..., 0]  # (H, R)
+        w = _small_solve(G, inner(Pc, (Dd * xp)[None]).T)  # (H, R)
         x_new = Dd * (xp - jnp.einsum("rhm,hr->hm", P, w))
         y = 2 * jnp.sum(C * x_new, axis=-1).real + self.D * u_t
         return y.astype(u_t.dtype), {"x": x_new, "C": C}
