@@ -17,6 +17,7 @@ Indices ``n, k = 0..N-1``:
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -102,6 +103,14 @@ def nplr(
     FouT's normal part has a double zero eigenvalue (states 0 and 1 are decoupled); its kept eigenvector is set to
     ``(1, i, 0, ...)/sqrt2`` so that the pair ``(v, conj v)`` spans both states.
     """
+    # Every S4 layer of a model asks for the same decomposition: compute it once per process, hand out copies.
+    return tuple(x.copy() for x in _nplr(measure, N, rank, b_clip))  # type: ignore[return-value]
+
+
+@functools.lru_cache(maxsize=64)
+def _nplr(
+    measure: str, N: int, rank: int, b_clip: float | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     _check(measure, N)
     if N % 2:
         raise ValueError(f"nplr keeps N/2 conjugate pairs, so N must be even; got N={N}.")
