@@ -17,6 +17,7 @@ in an ``eqx.nn.State`` and normalises over the (global) batch and time, per chan
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any
 
 import equinox as eqx
@@ -95,12 +96,21 @@ def _wide(x: Array) -> Array:
 
 
 def _dropout(x: Array, rate: float, key: PRNGKeyArray | None, tie: bool) -> Array:
-    """Inverted dropout on ``(L, H)``; ``tie`` shares one mask per channel over time."""
+    """Inverted dropout on ``(L, H)``; ``tie`` shares one mask per channel over time.
+
+    The mask compares 16-bit random integers with ``round(rate * 2**16)`` (so the rate is exact to 1.5e-5): one
+    32-bit threefry draw feeds two elements, which makes dropout on CPU ~5x cheaper than ``jax.random.bernoulli``
+    (it was a quarter of a train step of the FSDD preset). The kept values are scaled by the exact keep probability.
+    """
     if key is None or rate == 0.0:
         return x
     shape = (1, x.shape[-1]) if tie else x.shape
-    keep = jax.random.bernoulli(key, 1.0 - rate, shape)
-    return jnp.where(keep, x / (1.0 - rate), 0.0)
+    size = math.prod(shape)
+    words = jax.random.bits(key, ((size + 1) // 2,), jnp.uint32)
+    halves = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[:size].reshape(shape)
+    threshold = round(rate * 65536)
+    keep = halves >= threshold
+    return jnp.where(keep, x * (65536 / (65536 - threshold)), 0.0).astype(x.dtype)
 
 
 def _activation(name: str, x: Array) -> Array:
