@@ -248,9 +248,14 @@ class TrainConfig:
     progress: Literal["auto", "bar", "lines", "none"] = "auto"  # bar on a TTY, log lines otherwise
     distributed: bool = False  # call jax.distributed.initialize() (multi-host)
     num_devices: int | None = None  # devices of the data mesh (None: all)
+    # Exit with code 75 when no step, evaluation batch or checkpoint completes for this long (a wedged XLA
+    # CPU runtime sleeps forever); rerunning resumes. None: off.
+    hang_timeout_s: float | None = 1800.0
 
     def __post_init__(self) -> None:
         _positive("train.steps", self.steps)
+        _check(self.hang_timeout_s is None or self.hang_timeout_s > 0, "train.hang_timeout_s",
+               "must be positive seconds or None (off)", self.hang_timeout_s)  # fmt: skip
         _check(bool(self.run_dir), "train.run_dir", "must be a directory path", self.run_dir)
         _positive("train.log_every", self.log_every)
         _check(isinstance(self.eval_every, int) and self.eval_every >= 0, "train.eval_every",

@@ -70,7 +70,9 @@ def make_layer(cfg: ModelConfig, *, key: PRNGKeyArray, seq_len: int | None = Non
         accepted = sorted(k for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and k != "key")
         raise ValueError(
             f"model: option(s) {unknown} are not accepted by the {cfg.layer!r} layer ({cls.__name__}); "
-            f"its options are {accepted}. Unset them for this layer."
+            f"its options are {accepted}. Unset them for this layer: "
+            + " ".join(f"--model.{k.replace('_', '-')} None" for k in unknown)
+            + " (e.g. after switching --model.layer on a preset made for another layer)."
         )
     return cls(d_model=cfg.d_model, d_state=cfg.d_state, key=key, **kwargs)
 

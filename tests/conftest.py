@@ -1,4 +1,10 @@
-import jax
+import os
+
+# XLA's CPU runtime can deadlock when an FFT runs on its Eigen thread pool (see ssm/train/watchdog.py): a wedged
+# test would hang the suite until CI's time limit, so tests run CPU ops single-threaded (read at backend start-up).
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+
+import jax  # noqa: E402
 
 # Must run before any backend use: 4 fake CPU devices for sharding tests, float64 for equivalence tests.
 jax.config.update("jax_num_cpu_devices", 4)

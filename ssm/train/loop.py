@@ -23,7 +23,7 @@ import signal
 import threading
 import time
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import equinox as eqx
 import jax
@@ -42,6 +42,7 @@ from ssm.train.progress import Progress
 from ssm.train.state import TrainState, abstract_state, init_state
 from ssm.train.step import all_finite, make_eval_step, make_train_step
 from ssm.train.tracker import JsonlTracker, MultiTracker, Tracker, WandbTracker
+from ssm.train.watchdog import Watchdog
 
 
 class TrainingDiverged(RuntimeError):
@@ -97,7 +98,8 @@ class Run:
         arrays = self.init_fn(jax.random.PRNGKey(self.cfg.train.seed))
         return eqx.combine(arrays, eqx.filter(self.abstract, lambda x: not isinstance(x, jax.ShapeDtypeStruct)))
 
-    def evaluate(self, state: TrainState, split: str, source: Any = None) -> dict[str, float]:
+    def evaluate(self, state: TrainState, split: str, source: Any = None,
+                 heartbeat: Callable[[], None] | None = None) -> dict[str, float]:  # fmt: skip
         src = self.dataset.load(self.cfg.data, split) if source is None else source
         eval_step = _eval_step(self.info.task)
         sums: dict = {}
@@ -105,6 +107,8 @@ class Run:
                               n_procs=jax.process_count(), max_batches=self.cfg.train.eval_batches):  # fmt: skip
             out = eval_step(state.model, state.model_state, self.to_global(b))
             sums = add_sums(sums, jax.device_get(out))
+            if heartbeat is not None:
+                heartbeat()
         if not sums:
             return {}
         return finalize(sums, self.info.task)
@@ -215,7 +219,15 @@ class _Interrupt:
 
 def train(cfg: Config, *, tracker: Tracker | None = None, verbose: bool = True) -> dict[str, Any]:
     """Run (or resume) the training described by ``cfg``. Returns the final metrics
-    ``{"step": .., "val": {..}, "test": {..}, "best": {..}}``."""
+    ``{"step": .., "val": {..}, "test": {..}, "best": {..}}``.
+
+    A :class:`~ssm.train.watchdog.Watchdog` exits the process (code 75) when nothing completes for
+    ``train.hang_timeout_s``; rerunning the command resumes from the last checkpoint."""
+    with Watchdog(cfg.train.hang_timeout_s, hint=f" from the last checkpoint in {cfg.train.run_dir}") as watchdog:
+        return _train(cfg, tracker, verbose, watchdog)
+
+
+def _train(cfg: Config, tracker: Tracker | None, verbose: bool, watchdog: Watchdog) -> dict[str, Any]:
     maybe_initialize_distributed(cfg)
     t0 = time.perf_counter()
     run = build(cfg)
@@ -286,8 +298,10 @@ def train(cfg: Config, *, tracker: Tracker | None = None, verbose: bool = True) 
     def save(step: int, *, as_best: bool = False) -> None:
         nonlocal last_saved
         check_finite(step, [])
+        watchdog.kick("a checkpoint save")
         ckpt.save(state, data_iter, meta(step), best=as_best)
         last_saved = step
+        watchdog.kick("training")
 
     pending: list[tuple[int, dict]] = []
     progress = Progress(tc.steps, int(state.step), B, tc.progress, enabled=verbose and primary)
@@ -296,6 +310,7 @@ def train(cfg: Config, *, tracker: Tracker | None = None, verbose: bool = True) 
         if not pending:
             return
         got = jax.device_get([m for _, m in pending])
+        watchdog.kick("training")
         losses = [(s, float(m["loss"])) for (s, _), m in zip(pending, got)]
         pending.clear()
         check_finite(step, losses)
@@ -313,7 +328,8 @@ def train(cfg: Config, *, tracker: Tracker | None = None, verbose: bool = True) 
         nonlocal best
         if "val" not in tc.eval_splits:
             return
-        m = run.evaluate(state, "val", source("val"))
+        watchdog.kick("validation")
+        m = run.evaluate(state, "val", source("val"), heartbeat=watchdog.kick)
         if not m:
             return
         tracker.log(step, "val", m)
@@ -332,9 +348,12 @@ def train(cfg: Config, *, tracker: Tracker | None = None, verbose: bool = True) 
             for step in range(start + 1, tc.steps + 1):
                 batch = run.to_global(next(data_iter))
                 state, m = train_step(state, batch)
+                watchdog.kick()  # dispatch is asynchronous: a wedged step is caught when a flush blocks
                 pending.append((step, m))
                 if step == start + 1:
+                    watchdog.kick("the first train step (compilation)")
                     jax.block_until_ready(m["loss"])
+                    watchdog.kick("training")
                     progress.reset_clock(step)
                 if step % tc.log_every == 0 or step == tc.steps:
                     flush(step)
@@ -356,7 +375,8 @@ def train(cfg: Config, *, tracker: Tracker | None = None, verbose: bool = True) 
             flush(final_step)
             results: dict[str, Any] = {"step": final_step}
             for split in tc.eval_splits:
-                m = run.evaluate(state, split, source(split))
+                watchdog.kick(f"the final {split} evaluation")
+                m = run.evaluate(state, split, source(split), heartbeat=watchdog.kick)
                 if m:
                     tracker.log(final_step, split, m)
                     results[split] = m
