@@ -130,7 +130,11 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 def subprocess_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([REPO, TESTS, env.get("PYTHONPATH", "")])
-    env.pop("XLA_FLAGS", None)
+    # Drop the caller's XLA flags except the single-threaded CPU runtime of the suite (conftest.py): a subprocess
+    # compared bit for bit with this process must reduce in the same order.
+    keep = [f for f in env.pop("XLA_FLAGS", "").split() if f.startswith("--xla_cpu_multi_thread_eigen")]
+    if keep:
+        env["XLA_FLAGS"] = " ".join(keep)
     env.update(extra)
     return env
 
