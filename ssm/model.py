@@ -100,19 +100,20 @@ def _wide(x: Array) -> Array:
 def _dropout(x: Array, rate: float, key: PRNGKeyArray | None, tie: bool) -> Array:
     """Inverted dropout on ``(L, H)``; ``tie`` shares one mask per channel over time.
 
-    The mask compares 16-bit random integers with ``round(rate * 2**16)`` (so the rate is exact to 1.5e-5): one
-    32-bit threefry draw feeds two elements, which makes dropout on CPU ~5x cheaper than ``jax.random.bernoulli``
-    (it was a quarter of a train step of the FSDD preset). The kept values are scaled by the exact keep probability.
+    The mask compares random bytes with ``round(rate * 256)``, so the rate is rounded to a multiple of 1/256 (0.1
+    drops 26/256 = 10.2%); kept values are scaled by the exact keep probability. One 32-bit threefry draw feeds four
+    elements: on CPU, fwd+bwd over a (16, 6400, 64) tensor takes 8.9 ms against 76 ms for ``jax.random.bernoulli``
+    (one core), where dropout had been a quarter of the FSDD preset's train step.
     """
     if key is None or rate == 0.0:
         return x
     shape = (1, x.shape[-1]) if tie else x.shape
     size = math.prod(shape)
-    words = jax.random.bits(key, ((size + 1) // 2,), jnp.uint32)
-    halves = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[:size].reshape(shape)
-    threshold = round(rate * 65536)
-    keep = halves >= threshold
-    return jnp.where(keep, x * (65536 / (65536 - threshold)), 0.0).astype(x.dtype)
+    words = jax.random.bits(key, ((size + 3) // 4,), jnp.uint32)
+    octets = jax.lax.bitcast_convert_type(words, jnp.uint8).reshape(-1)[:size].reshape(shape)
+    threshold = min(round(rate * 256), 255)
+    keep = octets >= threshold
+    return jnp.where(keep, x * (256 / (256 - threshold)), 0.0).astype(x.dtype)
 
 
 def _activation(name: str, x: Array) -> Array:
