@@ -153,6 +153,9 @@ class DataConfig:
     eval_batch_size: int = 64  # global evaluation batch
     seed: int = 0  # shuffling seed
     num_workers: int = 0  # Grain worker processes (0: read in the main process)
+    # Group training batches by true length and cut each to its longest example rounded up to a multiple
+    # of this many steps (padded token tasks; one compiled step per distinct length). None: full padding.
+    length_bucket: int | None = None
     # Dataset options (None = the dataset's default):
     seq_len: int | None = None  # sequence length / l_max
     permute: bool | None = None  # permuted pixel order (pMNIST)
@@ -182,6 +185,8 @@ class DataConfig:
                "must be a non-negative integer", self.num_workers)  # fmt: skip
         if self.seq_len is not None:
             _positive("data.seq_len", self.seq_len)
+        if self.length_bucket is not None:
+            _positive("data.length_bucket", self.length_bucket)
         if self.val_fraction is not None:
             _check(0.0 <= self.val_fraction < 1.0, "data.val_fraction", "must be in [0, 1)",
                    self.val_fraction)  # fmt: skip
@@ -287,6 +292,11 @@ class Config:
             raise ValueError(
                 f"data.batch_size ({self.data.batch_size}) must be divisible by optim.grad_accum "
                 f"({self.optim.grad_accum}): change --data.batch-size or --optim.grad-accum"
+            )
+        if self.data.length_bucket is not None and self.model.layer == "dss" and self.model.kernel_type != "exp":
+            raise ValueError(
+                "data.length_bucket changes what DSS-softmax computes (its kernel is normalized over the whole "
+                "window, so it depends on the batch's length): pass --model.kernel-type exp or --data.length-bucket None"
             )
 
     def to_dict(self) -> dict[str, Any]:

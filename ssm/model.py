@@ -182,12 +182,23 @@ class Block(eqx.Module):
         self.tie_dropout = cfg.tie_dropout
 
     def __call__(
-        self, x: Array, state: eqx.nn.State, *, key: PRNGKeyArray | None = None, rate: float = 1.0
+        self,
+        x: Array,
+        state: eqx.nn.State,
+        *,
+        key: PRNGKeyArray | None = None,
+        rate: float = 1.0,
+        valid: Array | None = None,
     ) -> tuple[Array, eqx.nn.State]:
+        """``valid`` (``(L, 1)`` bool, optional): the steps before the example's true length. Padding is
+        zeroed at the SSM's input, so a bidirectional layer's outputs on the real steps do not depend on
+        how much padding follows (a causal layer's never do)."""
         k1, k2 = (None, None) if key is None else tuple(jax.random.split(key))
         z = x
         if self.prenorm:
             z, state = self.norm(z, state)
+        if valid is not None:
+            z = jnp.where(valid, z, jnp.zeros((), z.dtype))
         # The block computes in the residual stream's dtype (bfloat16 under mixed precision), except the SSM
         # layer: its kernel and FFT convolution run in at least float32.
         z = self.layer(_wide(z), rate=rate).astype(x.dtype)
@@ -268,29 +279,37 @@ class SequenceModel(eqx.Module):
             self.decoder = eqx.nn.Linear(h, info.d_output, key=k_dec)
 
     def features(
-        self, inputs: Array, state: eqx.nn.State, *, key: PRNGKeyArray | None = None, rate: float = 1.0
+        self,
+        inputs: Array,
+        state: eqx.nn.State,
+        *,
+        key: PRNGKeyArray | None = None,
+        rate: float = 1.0,
+        lengths: Array | None = None,
     ) -> tuple[Array, eqx.nn.State]:
         """``(L,)`` tokens or ``(L, C)`` floats -> ``(L, H)`` after the block stack (bfloat16 under mixed
-        precision)."""
+        precision). With ``lengths`` (the true length), the features of the real steps do not depend on
+        the padding after them, so batches cut to their longest example give the same results."""
         if self.precision == "mixed":
             enc = _to_dtype(self.encoder, jnp.bfloat16)
             x = jax.vmap(enc)(inputs if self.tokens else inputs.astype(jnp.bfloat16))
         else:
             x = jax.vmap(self.encoder)(inputs)
         keys = [None] * self.n_layers if key is None else list(jax.random.split(key, self.n_layers))
+        valid = None if lengths is None else (jnp.arange(x.shape[0]) < lengths)[:, None]
         if self.scan_layers:
             params, static = eqx.partition(self.blocks, eqx.is_array)
             ks = None if key is None else jnp.stack(keys)
 
             def body(h, xs):
                 p, k = xs
-                h, _ = eqx.combine(p, static)(h, state, key=k, rate=rate)
+                h, _ = eqx.combine(p, static)(h, state, key=k, rate=rate, valid=valid)
                 return h, None
 
             x, _ = jax.lax.scan(body, x, (params, ks))
         else:
             for block, k in zip(self.blocks, keys):
-                x, state = block(x, state, key=k, rate=rate)
+                x, state = block(x, state, key=k, rate=rate, valid=valid)
         if self.final_norm is not None:
             x, state = self.final_norm(x, state)
         return x, state
@@ -307,7 +326,7 @@ class SequenceModel(eqx.Module):
         rate: float = 1.0,
     ) -> tuple[Array, eqx.nn.State]:
         k1, k2 = (None, None) if key is None else tuple(jax.random.split(key))
-        x, state = self.features(inputs, state, key=k1, rate=rate)
+        x, state = self.features(inputs, state, key=k1, rate=rate, lengths=lengths)
         x = _pool(x, self.pool, lengths)
         # The decoder multiplies in the features' dtype (bfloat16 under mixed precision); logits come back in
         # the parameters' dtype.
@@ -316,7 +335,7 @@ class SequenceModel(eqx.Module):
         if self.retrieval:
             if inputs2 is None:
                 raise ValueError("retrieval model needs 'inputs2' in the batch")
-            x2, state = self.features(inputs2, state, key=k2, rate=rate)
+            x2, state = self.features(inputs2, state, key=k2, rate=rate, lengths=lengths2)
             x2 = _pool(x2, self.pool, lengths2)
             return decoder(jnp.concatenate([x, x2, x * x2, x - x2])).astype(out_dtype), state
         if decoder is None:

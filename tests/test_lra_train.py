@@ -58,6 +58,14 @@ def test_lra_listops_trains_on_generated_data(tmp_path):
     _train(cfg)
 
 
+def test_lra_listops_trains_with_length_buckets(tmp_path):
+    params = gen_listops.ListOpsParams(num_train=8, num_val=4, num_test=4)
+    gen_listops.write_release(tmp_path / "data" / "listops", params, seed=0, workers=1, progress=False)
+    cfg = _small("lra.listops", tmp_path / "data", tmp_path / "run", seq_len=2048, length_bucket=512)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, norm="layer"))
+    _train(cfg)
+
+
 def test_lra_pathfinder_trains_on_generated_data(tmp_path):
     gen_pathfinder.write_release(tmp_path / "data" / "pathfinder", gen_pathfinder.lra_params(32, 14), 20,
                                  seed=0, workers=1, progress=False)  # fmt: skip

@@ -257,7 +257,8 @@ def _train(cfg: Config, tracker: Tracker | None, verbose: bool, watchdog: Watchd
 
     def make_iter():
         ds = train_dataset(train_src, seed=cfg.data.seed, global_batch=B, n_batches=tc.steps,
-                           process=jax.process_index(), n_procs=jax.process_count())  # fmt: skip
+                           process=jax.process_index(), n_procs=jax.process_count(),
+                           bucket=cfg.data.length_bucket)  # fmt: skip
         return train_iterator(ds, cfg.data.num_workers)
 
     ckpt = Checkpoints(run_dir, keep=tc.keep, async_save=tc.async_checkpoint)

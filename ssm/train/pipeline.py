@@ -8,6 +8,14 @@ hence every result) is the same for any number of processes and devices. The Gra
 (``{"next_index": ...}``) is saved in checkpoints, so a resumed run reads exactly the batches the
 uninterrupted run would have read.
 
+Length buckets (``bucket``, the ``data.length_bucket`` option): the permutation is cut into chunks of
+``64`` global batches; each chunk is sorted by true length, cut into global batches, and the batches
+of the chunk are shuffled (all seeded by ``(seed, epoch)``). Every example of a global batch is then
+cut to the batch's longest true length rounded up to a multiple of ``bucket`` (at most the padded
+length), so the padding after the longest example costs no compute; the model masks padding, so the
+results on the real steps are those of the fully padded batch (exactly so with causal layers or
+LayerNorm; BatchNorm's statistics include padding).
+
 Evaluation: the split in order, in global batches of ``eval_batch_size``; the last batch is padded
 with copies of example 0 that carry ``weights == 0``.
 """
@@ -23,10 +31,24 @@ import numpy as np
 from ssm.data.base import ArraySource
 
 
+BUCKET_CHUNK = 64  # global batches per length-sorted chunk
+
+
+def _lengths(source: Any) -> np.ndarray:
+    if isinstance(source, ArraySource) and "lengths" in source.arrays:
+        return np.asarray(source.arrays["lengths"])
+    first = source[0]
+    if "lengths" not in first:
+        raise ValueError("data.length_bucket needs a dataset whose examples carry 'lengths' (padded token tasks such "
+                         "as listops, imdb): pass --data.length-bucket None")  # fmt: skip
+    return np.asarray([source[i]["lengths"] for i in range(len(source))])
+
+
 class _HostStream:
     """Random access to this process's part of the (finite) training stream."""
 
-    def __init__(self, source: Any, seed: int, global_batch: int, n_batches: int, process: int, n_procs: int):
+    def __init__(self, source: Any, seed: int, global_batch: int, n_batches: int, process: int, n_procs: int,
+                 bucket: int | None = None):  # fmt: skip
         if global_batch % n_procs:
             raise ValueError(f"data.batch_size ({global_batch}) must be divisible by the number of processes ({n_procs})")
         self.source, self.seed = source, seed
@@ -37,28 +59,67 @@ class _HostStream:
         self.offset = process * self.local
         self.length = n_batches * self.local
         self._perm_epoch, self._perm = -1, None
+        self.bucket = bucket
+        if bucket is not None:
+            if bucket < 1:
+                raise ValueError(f"data.length_bucket must be a positive number of steps, got {bucket}")
+            first = source[0]
+            if "inputs2" in first:
+                raise ValueError("data.length_bucket does not support two-sequence (retrieval) tasks: "
+                                 "pass --data.length-bucket None")  # fmt: skip
+            self.lengths = _lengths(source)
+            self.padded = int(np.shape(first["inputs"])[0])
+            self._cut: dict[int, int] = {}
 
     def __len__(self) -> int:
         return self.length
 
     def _permutation(self, epoch: int) -> np.ndarray:
         if epoch != self._perm_epoch:
-            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
-            self._perm_epoch = epoch
+            rng = np.random.default_rng([self.seed, epoch])
+            perm = rng.permutation(self.n)
+            if self.bucket is not None:
+                perm = self._bucketed(perm, rng)
+            self._perm, self._perm_epoch = perm, epoch
         return self._perm
+
+    def _bucketed(self, perm: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        out, step = [], BUCKET_CHUNK * self.B
+        for c in range(0, self.n, step):
+            chunk = perm[c : c + step]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            batches = [chunk[i : i + self.B] for i in range(0, len(chunk), self.B)]
+            out.extend(batches[i] for i in rng.permutation(len(batches)))
+        return np.concatenate(out)
+
+    def _example(self, g: int) -> int:
+        epoch, i = divmod(g, self.n)
+        return int(self._permutation(epoch)[i])
+
+    def _cut_length(self, b: int) -> int:
+        """The length every example of global batch ``b`` is cut to (the same on every process)."""
+        if b not in self._cut:
+            longest = max(int(self.lengths[self._example(b * self.B + j)]) for j in range(self.B))
+            self._cut = {b: min(self.padded, -(-max(longest, 1) // self.bucket) * self.bucket)}
+        return self._cut[b]
 
     def __getitem__(self, k: int) -> dict[str, np.ndarray]:
         b, j = divmod(int(k), self.local)
-        g = b * self.B + self.offset + j
-        epoch, i = divmod(g, self.n)
-        return self.source[int(self._permutation(epoch)[i])]
+        ex = self.source[self._example(b * self.B + self.offset + j)]
+        if self.bucket is None:
+            return ex
+        cut = self._cut_length(b)
+        return {key: v[:cut] if key == "inputs" or (key == "targets" and np.ndim(v) >= 1) else v
+                for key, v in ex.items()}  # fmt: skip
 
 
 def train_dataset(
-    source: Any, *, seed: int, global_batch: int, n_batches: int, process: int = 0, n_procs: int = 1
+    source: Any, *, seed: int, global_batch: int, n_batches: int, process: int = 0, n_procs: int = 1,
+    bucket: int | None = None,
 ) -> grain.MapDataset:
-    """This process's batches ``(global_batch / n_procs, ...)`` for ``n_batches`` steps."""
-    stream = _HostStream(source, seed, global_batch, n_batches, process, n_procs)
+    """This process's batches ``(global_batch / n_procs, ...)`` for ``n_batches`` steps (cut to length
+    buckets when ``bucket`` is set; see the module docstring)."""
+    stream = _HostStream(source, seed, global_batch, n_batches, process, n_procs, bucket)
     return grain.MapDataset.source(stream).batch(stream.local, drop_remainder=True)
 
 
