@@ -15,7 +15,7 @@ import pytest
 from ssm.config import Config, DataConfig, ModelConfig
 from ssm.data.base import ArraySource, DatasetInfo
 from ssm.model import available_layers, make_model
-from ssm.train.pipeline import BUCKET_CHUNK, train_dataset
+from ssm.train.pipeline import BUCKET_CHUNK, eval_batches, train_dataset
 
 PADDED, N = 48, 200
 
@@ -69,6 +69,23 @@ def test_processes_read_their_part_of_the_same_global_batches():
     for g, a, b in zip(whole, *parts):
         assert a["inputs"].shape == b["inputs"].shape == (4, g["inputs"].shape[1])
         np.testing.assert_array_equal(np.concatenate([a["inputs"], b["inputs"]]), g["inputs"])
+
+
+@pytest.mark.parametrize("n_procs", [1, 2])
+def test_eval_batches_cut_by_length_visit_every_example_once(n_procs):
+    src = _source(n=45)
+    seen, cuts = [], []
+    for p in range(n_procs):
+        for b in eval_batches(src, global_batch=8, process=p, n_procs=n_procs, bucket=16):
+            assert b["inputs"].shape[1] >= b["lengths"].max() and b["inputs"].shape[1] % 16 == 0
+            assert all((row[1:n] == 7).all() for row, n in zip(b["inputs"], b["lengths"]))
+            seen += list(b["inputs"][b["weights"] == 1, 0])
+            cuts.append(b["inputs"].shape[1])
+    np.testing.assert_array_equal(np.sort(seen), np.arange(45))
+    assert min(cuts) < PADDED  # the short examples really were cut
+    # a subset (max_batches) keeps the split's order, so it is not biased toward short examples
+    first = next(eval_batches(src, global_batch=8, max_batches=1, bucket=16))
+    np.testing.assert_array_equal(first["inputs"][:, 0], np.arange(8))
 
 
 def test_bucketing_needs_lengths_and_validates():

@@ -105,7 +105,8 @@ class Run:
         eval_step = _eval_step(self.info.task)
         sums: dict = {}
         for b in eval_batches(src, global_batch=self.cfg.data.eval_batch_size, process=jax.process_index(),
-                              n_procs=jax.process_count(), max_batches=self.cfg.train.eval_batches):  # fmt: skip
+                              n_procs=jax.process_count(), max_batches=self.cfg.train.eval_batches,
+                              bucket=self.cfg.data.length_bucket):  # fmt: skip
             out = eval_step(state.model, state.model_state, self.to_global(b))
             sums = add_sums(sums, jax.device_get(out))
             if heartbeat is not None:

@@ -14,7 +14,8 @@ of the chunk are shuffled (all seeded by ``(seed, epoch)``). Every example of a 
 cut to the batch's longest true length rounded up to a multiple of ``bucket`` (at most the padded
 length), so the padding after the longest example costs no compute; the model masks padding, so the
 results on the real steps are those of the fully padded batch (exactly so with causal layers or
-LayerNorm; BatchNorm's statistics include padding).
+LayerNorm; BatchNorm's statistics include padding). Evaluation batches are cut the same way (see
+:func:`eval_batches`).
 
 Evaluation: the split in order, in global batches of ``eval_batch_size``; the last batch is padded
 with copies of example 0 that carry ``weights == 0``.
@@ -138,9 +139,14 @@ def _take(source: Any, idx: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def eval_batches(
-    source: Any, *, global_batch: int, process: int = 0, n_procs: int = 1, max_batches: int | None = None
+    source: Any, *, global_batch: int, process: int = 0, n_procs: int = 1, max_batches: int | None = None,
+    bucket: int | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """This process's part of each global evaluation batch, with ``"weights"`` (1 real, 0 padding)."""
+    """This process's part of each global evaluation batch, with ``"weights"`` (1 real, 0 padding).
+
+    With ``bucket`` (and the whole split, ``max_batches=None``) the split is visited shortest first and
+    every global batch is cut to its longest example rounded up to a multiple of ``bucket``: the same
+    examples and, as the model masks padding, the same sums, for less compute."""
     if global_batch % n_procs:
         raise ValueError(f"data.eval_batch_size ({global_batch}) must be divisible by the number of processes ({n_procs})")
     n = len(source)
@@ -148,9 +154,22 @@ def eval_batches(
     nb = -(-n // global_batch)
     if max_batches is not None:
         nb = min(nb, max_batches)
+    order = np.arange(n)
+    if bucket is not None:
+        lengths = _lengths(source)
+        padded = int(np.shape(source[0]["inputs"])[0])
+        if max_batches is None:
+            order = np.argsort(lengths, kind="stable")
     for b in range(nb):
         pos = b * global_batch + process * local + np.arange(local)
         real = pos < n
-        batch = _take(source, np.where(real, pos, 0))
+        batch = _take(source, order[np.where(real, pos, 0)])
         batch["weights"] = real.astype(np.float32)
+        if bucket is not None:
+            glob = order[np.minimum(b * global_batch + np.arange(global_batch), n - 1)]
+            longest = max(int(lengths[glob].max()), 1)
+            cut = min(padded, -(-longest // bucket) * bucket)
+            batch["inputs"] = batch["inputs"][:, :cut]
+            if np.ndim(batch["targets"]) >= 2:
+                batch["targets"] = batch["targets"][:, :cut]
         yield batch
