@@ -72,6 +72,10 @@ class ModelConfig:
     output: Literal["glu", "linear", "none"] = "glu"  # block output: Linear(H,2H)+GLU, Linear(H,H), none
     residual: bool = True  # identity residual around each block
     pool: Literal["mean", "last", "none"] = "mean"  # sequence pooling before the decoder (masked by lengths)
+    # Zero the padding (steps at or after the true length) at every SSM's input, so that the outputs on the real
+    # steps do not depend on the padding (bidirectional layers read it otherwise). Off by default, as the
+    # reference code (and every run recorded before 2026-12-02).
+    mask_padding: bool = False
     tie_embeddings: bool = False  # LM: decoder weight = embedding matrix
     scan_layers: bool = False  # stack the blocks and lax.scan over them (compile once for N layers)
     # "mixed": bfloat16 residual stream, encoder/decoder/block matmuls; norms, SSM kernels and FFT convolutions
@@ -292,6 +296,12 @@ class Config:
             raise ValueError(
                 f"data.batch_size ({self.data.batch_size}) must be divisible by optim.grad_accum "
                 f"({self.optim.grad_accum}): change --data.batch-size or --optim.grad-accum"
+            )
+        if self.data.length_bucket is not None and self.model.bidirectional and not self.model.mask_padding:
+            raise ValueError(
+                "data.length_bucket with a bidirectional layer needs model.mask_padding (otherwise the backward "
+                "direction reads the padding, and cutting it changes the model): pass --model.mask-padding, or "
+                "--data.length-bucket None"
             )
         if self.data.length_bucket is not None and self.model.layer == "dss" and self.model.kernel_type != "exp":
             raise ValueError(

@@ -244,6 +244,7 @@ class SequenceModel(eqx.Module):
     retrieval: bool = eqx.field(static=True)
     scan_layers: bool = eqx.field(static=True)
     n_layers: int = eqx.field(static=True)
+    mask_padding: bool = eqx.field(static=True)
     precision: str = eqx.field(static=True, default="float32")  # "float32" | "mixed" (resolved, see ModelConfig)
 
     def __init__(self, cfg: ModelConfig, info: DatasetInfo, *, key: PRNGKeyArray):
@@ -254,6 +255,7 @@ class SequenceModel(eqx.Module):
         self.pool = cfg.pool
         self.scan_layers = cfg.scan_layers
         self.n_layers = cfg.n_layers
+        self.mask_padding = cfg.mask_padding
         self.precision = resolve_precision(cfg.precision)
         if info.task in ("lm", "generation") and cfg.pool != "none":
             raise ValueError(f"model.pool must be 'none' for the {info.task!r} task (got {cfg.pool!r}): "
@@ -288,15 +290,16 @@ class SequenceModel(eqx.Module):
         lengths: Array | None = None,
     ) -> tuple[Array, eqx.nn.State]:
         """``(L,)`` tokens or ``(L, C)`` floats -> ``(L, H)`` after the block stack (bfloat16 under mixed
-        precision). With ``lengths`` (the true length), the features of the real steps do not depend on
-        the padding after them, so batches cut to their longest example give the same results."""
+        precision). With ``lengths`` (the true length) and ``mask_padding``, the features of the real steps
+        do not depend on the padding after them, so batches cut to their longest example give the same
+        results."""
         if self.precision == "mixed":
             enc = _to_dtype(self.encoder, jnp.bfloat16)
             x = jax.vmap(enc)(inputs if self.tokens else inputs.astype(jnp.bfloat16))
         else:
             x = jax.vmap(self.encoder)(inputs)
         keys = [None] * self.n_layers if key is None else list(jax.random.split(key, self.n_layers))
-        valid = None if lengths is None else (jnp.arange(x.shape[0]) < lengths)[:, None]
+        valid = None if lengths is None or not self.mask_padding else (jnp.arange(x.shape[0]) < lengths)[:, None]
         if self.scan_layers:
             params, static = eqx.partition(self.blocks, eqx.is_array)
             ks = None if key is None else jnp.stack(keys)

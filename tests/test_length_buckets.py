@@ -7,6 +7,8 @@ through it), which is checked here for every layer against the unpadded sequence
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -98,6 +100,10 @@ def test_bucketing_needs_lengths_and_validates():
     with pytest.raises(ValueError, match="kernel-type exp"):
         Config(model=ModelConfig(layer="dss"), data=DataConfig(length_bucket=64))
     Config(model=ModelConfig(layer="dss", kernel_type="exp"), data=DataConfig(length_bucket=64))
+    # a bidirectional layer reads the padding unless the model masks it
+    with pytest.raises(ValueError, match="--model.mask-padding"):
+        Config(model=ModelConfig(bidirectional=True), data=DataConfig(length_bucket=64))
+    Config(model=ModelConfig(bidirectional=True, mask_padding=True), data=DataConfig(length_bucket=64))
 
 
 @pytest.mark.parametrize("layer", ["s4", "s4d", "dss", "s5", "hope"])
@@ -107,7 +113,7 @@ def test_bidirectional_features_do_not_depend_on_padding(layer):
     info = DatasetInfo(task="classification", d_input=9, d_output=3, seq_len=32, tokens=True)
     extra = {"kernel_type": "exp"} if layer == "dss" else {}  # DSS-softmax's kernel depends on L by design
     cfg = ModelConfig(layer=layer, d_model=6, n_layers=2, d_state=4, norm="layer", dropout=0.0, pool="mean",
-                      bidirectional=True, **extra)  # fmt: skip
+                      bidirectional=True, mask_padding=True, **extra)  # fmt: skip
     model, state = make_model(cfg, info, key=jax.random.PRNGKey(0))
     n = 13
     x = jax.random.randint(jax.random.PRNGKey(1), (32,), 1, 9)
@@ -116,6 +122,7 @@ def test_bidirectional_features_do_not_depend_on_padding(layer):
     for L in (16, 32):  # two cuts, as two length buckets would give
         got, _ = model.features(padded[:L], state, lengths=jnp.array(n))
         np.testing.assert_allclose(got[:n], ref, rtol=1e-10, atol=1e-12)
-    # without the true length the backward direction reads the padding: the check above can fail
-    unmasked, _ = model.features(padded, state)
+    # without the mask (the default, as the reference code) the backward direction reads the padding
+    plain, _ = make_model(dataclasses.replace(cfg, mask_padding=False), info, key=jax.random.PRNGKey(0))
+    unmasked, _ = plain.features(padded, state, lengths=jnp.array(n))
     assert not np.allclose(unmasked[:n], ref, rtol=1e-6)

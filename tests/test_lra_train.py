@@ -21,12 +21,13 @@ from ssm.data.lra_gen import pathfinder as gen_pathfinder
 from ssm.model import available_layers
 
 
-def _small(name: str, root, run_dir, **data) -> Config:
+def _small(name: str, root, run_dir, model_kw=None, **data) -> Config:
     cfg = configs.get_preset(name)
     if cfg.model.layer not in available_layers():
         pytest.skip(f"layer {cfg.model.layer!r} is not implemented in this checkout")
     m = cfg.model
-    model = dataclasses.replace(m, d_model=8, n_layers=1, d_state=4, n_ssm=1 if m.n_ssm is not None else None)
+    model = dataclasses.replace(m, d_model=8, n_layers=1, d_state=4, n_ssm=1 if m.n_ssm is not None else None,
+                                **(model_kw or {}))  # fmt: skip
     data_cfg = dataclasses.replace(cfg.data, root=str(root), batch_size=2, eval_batch_size=2, num_workers=0, **data)
     train = dataclasses.replace(
         cfg.train, steps=2, run_dir=str(run_dir), eval_every=0, save_every=0, log_every=1, eval_batches=1,
@@ -61,8 +62,8 @@ def test_lra_listops_trains_on_generated_data(tmp_path):
 def test_lra_listops_trains_with_length_buckets(tmp_path):
     params = gen_listops.ListOpsParams(num_train=8, num_val=4, num_test=4)
     gen_listops.write_release(tmp_path / "data" / "listops", params, seed=0, workers=1, progress=False)
-    cfg = _small("lra.listops", tmp_path / "data", tmp_path / "run", seq_len=2048, length_bucket=512)
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, norm="layer"))
+    cfg = _small("lra.listops", tmp_path / "data", tmp_path / "run", model_kw=dict(norm="layer", mask_padding=True),
+                 seq_len=2048, length_bucket=512)  # fmt: skip
     _train(cfg)
 
 
