@@ -12,9 +12,9 @@ Length buckets (``bucket``, the ``data.length_bucket`` option): the permutation 
 ``64`` global batches; each chunk is sorted by true length, cut into global batches, and the batches
 of the chunk are shuffled (all seeded by ``(seed, epoch)``). Every example of a global batch is then
 cut to the batch's longest true length rounded up to a multiple of ``bucket`` (at most the padded
-length), so the padding after the longest example costs no compute; the model masks padding, so the
-results on the real steps are those of the fully padded batch (exactly so with causal layers or
-LayerNorm; BatchNorm's statistics include padding). Evaluation batches are cut the same way (see
+length), so the padding after the longest example costs no compute. The results on the real steps
+are those of the fully padded batch with causal layers, and with bidirectional ones when the model masks
+padding (``model.mask_padding``, which the config then requires); BatchNorm's statistics include padding. Evaluation batches are cut the same way (see
 :func:`eval_batches`).
 
 Evaluation: the split in order, in global batches of ``eval_batch_size``; the last batch is padded
