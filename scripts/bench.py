@@ -5,6 +5,7 @@ of a deep train step, and recurrent generation speed.
                             [--layers S4 S4D DSS S5 HOPE] [--lengths 1024 4096 16384]
                             [--batch 8 --d-model 128 --d-state 64] [--repeats 7]
                             [--models mnist.smnist lra.pathx] [--model-batch B] [--model-steps 3]
+                            [--model-set FIELD=VALUE ...]
                             [--compile-preset lra.pathx] [--gen-layers s4d] [--gen-length 4096]
                             [--precision float32|mixed] [--json FILE]
 
@@ -401,6 +402,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model-batch", type=int, default=None,
                    help="batch of the models suite (default: the preset's on an accelerator, 2 on CPU)")
     p.add_argument("--model-steps", type=int, default=3, help="timed train steps (after one warm-up)")
+    p.add_argument("--model-set", nargs="+", default=[], metavar="FIELD=VALUE",
+                   help="models suite: override model.FIELD of every preset (JSON values; None for null), "
+                        "e.g. --model-set dropout=0 layer=s4d measure=None")  # fmt: skip
     p.add_argument("--compile-preset", default="lra.pathx")
     p.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="model precision of the models and compile suites (mixed: bf16 activations)")
@@ -437,6 +441,32 @@ def _worker(args) -> dict:
         return generation_worker(rest[0], args.gen_length, args.gen_d_model, args.gen_d_state,
                                  args.gen_n_layers, args.gen_naive_tokens, max(1, min(args.repeats, 3)))
     raise SystemExit(f"unknown worker kind {kind!r}")
+
+
+def parse_model_set(items: list[str]) -> dict:
+    """``["dropout=0", "layer=s4d", "measure=None"]`` -> model overrides; values are JSON, ``None`` is null
+    and anything else a string. Unknown fields raise naming the valid ones."""
+    import dataclasses
+
+    from ssm.config import ModelConfig
+
+    fields = sorted(f.name for f in dataclasses.fields(ModelConfig))
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise SystemExit(f"bench.py --model-set: expected FIELD=VALUE, got {item!r}")
+        if key not in fields:
+            raise SystemExit(f"bench.py --model-set: unknown model field {key!r}; fields: {', '.join(fields)}")
+        if raw == "None":
+            out[key] = None
+        else:
+            try:
+                out[key] = json.loads(raw)
+            except json.JSONDecodeError:
+                out[key] = raw
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -484,10 +514,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     if "models" in args.suites:
         print(format_model_table([]).splitlines()[0], flush=True)
-        rows = [model_run(p, {}, False) for p in args.models]
+        user = parse_model_set(args.model_set)
+        rows = [model_run(p, user, False) for p in args.models]
         out["models"] = rows
         tables.append(f"Models: one train step (forward, backward, AdamW update), synthetic batch, "
-                      f"median of {args.model_steps} steps\n" + format_model_table(rows))
+                      f"median of {args.model_steps} steps"
+                      + (f", model overrides {json.dumps(user)}" if user else "") + "\n" + format_model_table(rows))
 
     if "compile" in args.suites:
         print(format_model_table([]).splitlines()[0], flush=True)

@@ -51,6 +51,15 @@ def test_model_worker_trains_the_preset_step():
     assert "mnist.smnist" in bench.format_model_table([r]).splitlines()[-1]
 
 
+def test_model_set_parses_overrides_and_names_bad_fields():
+    got = bench.parse_model_set(["dropout=0", "layer=s4d", "measure=None", "prenorm=false", "d-model=32"])
+    assert got == {"dropout": 0, "layer": "s4d", "measure": None, "prenorm": False, "d_model": 32}
+    with pytest.raises(SystemExit, match="unknown model field 'width'.*d_model"):
+        bench.parse_model_set(["width=3"])
+    with pytest.raises(SystemExit, match="expected FIELD=VALUE"):
+        bench.parse_model_set(["dropout"])
+
+
 def test_generation_worker_reports_the_ratio():
     r = bench.generation_worker("s4d", 64, 4, 4, 1, 4, 1)
     _finite_positive(r, "recurrent_tokens_per_s", "conv_tokens_per_s", "ratio")
