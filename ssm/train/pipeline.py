@@ -45,6 +45,11 @@ def _lengths(source: Any) -> np.ndarray:
     return np.asarray([source[i]["lengths"] for i in range(len(source))])
 
 
+def _cut_length(longest: int, bucket: int, padded: int) -> int:
+    """The longest true length of a batch rounded up to a multiple of ``bucket``, at most ``padded``."""
+    return min(padded, -(-max(longest, 1) // bucket) * bucket)
+
+
 class _HostStream:
     """Random access to this process's part of the (finite) training stream."""
 
@@ -70,7 +75,7 @@ class _HostStream:
                                  "pass --data.length-bucket None")  # fmt: skip
             self.lengths = _lengths(source)
             self.padded = int(np.shape(first["inputs"])[0])
-            self._cut: dict[int, int] = {}
+            self._cut = (-1, 0)  # (global batch, its cut length): the batch's examples are read in a row
 
     def __len__(self) -> int:
         return self.length
@@ -97,19 +102,19 @@ class _HostStream:
         epoch, i = divmod(g, self.n)
         return int(self._permutation(epoch)[i])
 
-    def _cut_length(self, b: int) -> int:
+    def _batch_cut(self, b: int) -> int:
         """The length every example of global batch ``b`` is cut to (the same on every process)."""
-        if b not in self._cut:
+        if self._cut[0] != b:
             longest = max(int(self.lengths[self._example(b * self.B + j)]) for j in range(self.B))
-            self._cut = {b: min(self.padded, -(-max(longest, 1) // self.bucket) * self.bucket)}
-        return self._cut[b]
+            self._cut = (b, _cut_length(longest, self.bucket, self.padded))
+        return self._cut[1]
 
     def __getitem__(self, k: int) -> dict[str, np.ndarray]:
         b, j = divmod(int(k), self.local)
         ex = self.source[self._example(b * self.B + self.offset + j)]
         if self.bucket is None:
             return ex
-        cut = self._cut_length(b)
+        cut = self._batch_cut(b)
         return {key: v[:cut] if key == "inputs" or (key == "targets" and np.ndim(v) >= 1) else v
                 for key, v in ex.items()}  # fmt: skip
 
@@ -167,8 +172,7 @@ def eval_batches(
         batch["weights"] = real.astype(np.float32)
         if bucket is not None:
             glob = order[np.minimum(b * global_batch + np.arange(global_batch), n - 1)]
-            longest = max(int(lengths[glob].max()), 1)
-            cut = min(padded, -(-longest // bucket) * bucket)
+            cut = _cut_length(int(lengths[glob].max()), bucket, padded)
             batch["inputs"] = batch["inputs"][:, :cut]
             if np.ndim(batch["targets"]) >= 2:
                 batch["targets"] = batch["targets"][:, :cut]
