@@ -241,3 +241,57 @@ def test_corrupt_tsv_is_named(tmp_path):
         (d / f"basic_{s}.tsv").write_text("Source\tTarget\n( ( ( [MAX 2 ) 9 ) ] )\tnine\n")
     with pytest.raises(ValueError, match="basic_train.tsv.*line 2"):
         DATASETS["listops"].load(DataConfig(name="listops", root=str(tmp_path)), "train")
+
+
+# ---------------------------------------------------------------- rule baselines
+
+
+def test_rule_evaluation_by_depth_worked_by_hand():
+    from ssm.data.lra_gen import listops_rules as rules
+
+    # [MAX 2 [MIN 9 8 [SM 7 7 ] ] 5 ]: depth 1 sees 2, 5 → 5; depth 2 adds MIN(9, 8) = 8 → 8; depth 3
+    # makes the MIN MIN(9, 8, SM(7, 7) = 4) = 4 → MAX(2, 4, 5) = 5, the label
+    tree = rules.parse("( ( ( ( ( [MAX 2 ) ( ( ( ( [MIN 9 ) 8 ) ( ( ( [SM 7 ) 7 ) ] ) ) ] ) ) 5 ) ] )")
+    assert tree == ("[MAX", [2, ("[MIN", [9, 8, ("[SM", [7, 7])]), 5])
+    assert [rules.evaluate(tree, d) for d in (0, 1, 2, 3, None)] == [None, 5, 8, 5, 5]
+    low = rules.parse("[MIN 6 [MAX 1 [SM 7 7 ] ] 5 ]")
+    assert [rules.evaluate(low, d) for d in (1, 2, 3)] == [5, 1, 4]  # MIN(6, 5); MIN(6, MAX(1), 5); MAX(1, 4) = 4
+    assert rules.evaluate(rules.parse("[SM [MIN 1 2 ] [MAX 3 4 ] ]"), 1) is None  # no direct digit
+    assert rules.evaluate(rules.parse("7"), 0) == 7
+    for bad in ("[MAX 1 2", "[MAX 1 2 ] ]", "[MAX 1 12 ]", "[MAX 1 2 ] 3"):
+        with pytest.raises(ValueError, match="ListOps"):
+            rules.parse(bad)
+
+
+def test_full_depth_rule_is_the_label(rows):
+    from ssm.data.lra_gen import listops_rules as rules
+
+    for src, label in rows[:300]:
+        assert rules.evaluate(rules.parse(src)) == label
+
+
+def test_rule_accuracies_worked_by_hand():
+    from ssm.data.lra_gen import listops_rules as rules
+
+    train = [("[MAX 1 9 ]", 9), ("[MAX 2 9 ]", 9), ("[MAX 3 4 ]", 4), ("[MIN 0 5 ]", 0), ("[SM 4 4 ]", 8)]
+    # prior 9; outer rule MAX→9, MIN→0, SM→8 (ties broken by first seen)
+    rows = [
+        ("[MAX 3 [MAX 9 9 ] ]", 9),  # prior ✓, outer ✓, depth 1 (3) ✗, depth 2 ✓
+        ("[MIN 7 [SM 1 1 ] ]", 2),  # prior ✗, outer ✗, depth 1 (7) ✗, depth 2 ✓
+        ("[SM [MIN 8 9 ] [MAX 0 0 ] ]", 8),  # prior ✗, outer ✓, depth 1 falls back to outer ✓, depth 2 ✓
+        ("[MED 1 3 ]", 2),  # unseen operator: prior/outer 9 ✗; depth 1 ✓
+    ]
+    got = rules.rule_accuracies(train, rows, depths=(1, 2))
+    assert got == {"prior": 0.25, "outer operator": 0.5, "depth 1": 0.5, "depth 2": 1.0}
+
+
+def test_rules_script_prints_the_table_and_names_missing_data(mini, tmp_path):
+    script = str(REPO / "scripts" / "listops_rules.py")
+    out = subprocess.run([sys.executable, script, str(mini / "listops"), "--depths", "1"],
+                         check=True, capture_output=True, text=True).stdout  # fmt: skip
+    lines = out.splitlines()
+    assert lines[0].split() == ["rule", "val", "test"]
+    assert [ln.rsplit(None, 2)[0] for ln in lines[1:]] == ["prior", "outer operator", "depth 1"]
+    bad = subprocess.run([sys.executable, script, str(tmp_path / "nowhere")], capture_output=True, text=True)
+    assert bad.returncode != 0 and str(tmp_path / "nowhere" / "basic_train.tsv") in bad.stderr
+    assert "prepare_data.py listops --out" in bad.stderr

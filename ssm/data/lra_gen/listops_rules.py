@@ -1,0 +1,114 @@
+"""Rule baselines for ListOps: what accuracy needs no learning of the nested structure.
+
+A ListOps claim ("above the 37% of non-SSM baselines") is only meaningful against what shallow
+rules get on the same split. Two families:
+
+* **prior**: always the most frequent training label;
+* **outer operator**: the most frequent training label of rows with the same outermost operator
+  (MAX rows are mostly 9, MIN rows mostly 0, …) — what a model that has read only the first token
+  and the label statistics predicts;
+* **depth d**: evaluate the expression exactly, but drop every sub-list nested deeper than ``d``
+  below the root (depth 1 applies the outermost operator to its direct digits only). Where that
+  leaves an operator with no argument, the outer-operator rule answers.
+
+``python scripts/listops_rules.py DATA/listops`` prints the table for a release folder.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from typing import no_type_check
+
+from ssm.data.lra_gen.listops import END, OPERATORS, _apply
+
+Tree = int | tuple[str, list]
+
+
+@no_type_check
+def parse(source: str) -> Tree:
+    """A release ``Source`` string (parentheses optional) as ``digit`` or ``(op, [children])``."""
+    stack: list[tuple[str, list]] = []
+    root: Tree | None = None
+    for tok in source.replace("(", " ").replace(")", " ").split():
+        if tok in OPERATORS:
+            stack.append((tok, []))
+            continue
+        if tok == END:
+            if not stack:
+                raise ValueError(f"unbalanced ']' in ListOps source {source[:60]!r}…")
+            node = stack.pop()
+        else:
+            if not tok.isdigit() or len(tok) != 1:
+                raise ValueError(f"unknown ListOps token {tok!r} in {source[:60]!r}…")
+            node = int(tok)
+        if stack:
+            stack[-1][1].append(node)
+        elif root is None:
+            root = node
+        else:
+            raise ValueError(f"more than one expression in ListOps source {source[:60]!r}…")
+    if stack or root is None:
+        raise ValueError(f"incomplete ListOps source {source[:60]!r}…")
+    return root
+
+
+@no_type_check
+def evaluate(tree: Tree, depth: int | None = None) -> int | None:
+    """The value of ``tree`` keeping sub-lists at most ``depth`` levels below the root (``None``:
+    all of them; ``depth=0`` keeps only a bare digit). ``None`` where an operator is left without
+    arguments."""
+    if isinstance(tree, int):
+        return tree
+    if depth is not None and depth <= 0:
+        return None
+    op, children = tree
+    below = None if depth is None else depth - 1
+    args = [v for v in (evaluate(c, below) for c in children) if v is not None]
+    return _apply(op, args) if args else None
+
+
+def outer_operator(tree: Tree) -> str:
+    return "digit" if isinstance(tree, int) else tree[0]
+
+
+def read_rows(path) -> list[tuple[str, int]]:
+    """The (source, label) rows of a release TSV (header ``Source<TAB>Target``)."""
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t"))
+    if not rows or rows[0] != ["Source", "Target"]:
+        raise ValueError(f"{path}: not a ListOps release TSV (expected the header Source<TAB>Target)")
+    return [(source, int(label)) for source, label in rows[1:]]
+
+
+def rule_accuracies(
+    train: Iterable[tuple[str, int]], rows: Sequence[tuple[str, int]], depths: Sequence[int] = (1, 2, 3)
+) -> dict[str, float]:
+    """Accuracy on ``rows`` of the prior, the outer-operator rule (both fitted on ``train``) and the
+    depth-``d`` evaluations (falling back to the outer-operator rule)."""
+    labels: Counter[int] = Counter()
+    by_op: defaultdict[str, Counter[int]] = defaultdict(Counter)
+    for source, label in train:
+        labels[int(label)] += 1
+        by_op[outer_operator(parse(source))][int(label)] += 1
+    if not labels:
+        raise ValueError("rule_accuracies needs at least one training row")
+    prior = labels.most_common(1)[0][0]
+    op_rule = {op: c.most_common(1)[0][0] for op, c in by_op.items()}
+    if not rows:
+        raise ValueError("rule_accuracies needs at least one row to score")
+
+    trees = [parse(source) for source, _ in rows]
+    targets = [int(label) for _, label in rows]
+    by_rule = [op_rule.get(outer_operator(t), prior) for t in trees]
+
+    def score(predictions: Sequence[int]) -> float:
+        return sum(p == y for p, y in zip(predictions, targets)) / len(targets)
+
+    out = {"prior": score([prior] * len(targets)), "outer operator": score(by_rule)}
+    for d in depths:
+        values = [evaluate(t, d) for t in trees]
+        out[f"depth {d}"] = score([r if v is None else v for v, r in zip(values, by_rule)])
+    return out
