@@ -1,11 +1,13 @@
 #!/usr/bin/env python
-"""Accuracy of rule baselines on a ListOps release folder (no learning of the nested structure).
+"""Accuracy of rule baselines on a ListOps split (no learning of the nested structure).
 
-    python scripts/listops_rules.py DATA/listops [--task basic] [--depths 1 2 3]
+    python scripts/listops_rules.py DATA [--depths 1 2 3]
 
-Prints, for the val and test splits, the prior, the outer-operator rule (most frequent training
-label per outermost operator) and the exact evaluation truncated at depth d below the root
-(``ssm/data/lra_gen/listops_rules.py``). A model's ListOps accuracy means something only above these.
+``DATA`` is what ``--data.root`` takes for ``lra.listops`` (``DATA/listops/basic_*.tsv`` or the
+release layouts). Prints, for the val and test splits, the prior, the outer-operator rule (most
+frequent training label per outermost operator) and the exact evaluation truncated at depth d
+below the root (``ssm/data/lra_gen/listops_rules.py``). A model's ListOps accuracy means
+something only above these.
 """
 
 from __future__ import annotations
@@ -20,22 +22,28 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("folder", type=Path, help="folder holding <task>_{train,val,test}.tsv")
-    p.add_argument("--task", default="basic", help="file prefix (default: basic)")
+    p.add_argument("root", type=Path, help="the data root (as --data.root)")
     p.add_argument("--depths", type=int, nargs="*", default=[1, 2, 3])
     args = p.parse_args(argv)
-    from ssm.data.lra_gen.listops_rules import read_rows, rule_accuracies
+    from ssm.data import listops
+    from ssm.data._files import DatasetNotFoundError
+    from ssm.data.lra_gen.listops_rules import rule_accuracies
 
-    paths = {s: args.folder / f"{args.task}_{s}.tsv" for s in ("train", "val", "test")}
-    missing = [str(q) for q in paths.values() if not q.is_file()]
-    if missing:
-        p.error(f"missing {', '.join(missing)}: generate the data with "
-                f"python scripts/prepare_data.py listops --out {args.folder}")  # fmt: skip
-    train = read_rows(paths["train"])
-    print(f"{'rule':<16}" + "".join(f"{s:>8}" for s in ("val", "test")))
-    table = {s: rule_accuracies(train, read_rows(paths[s]), args.depths) for s in ("val", "test")}
+    try:
+        folder = listops.find(args.root)
+    except DatasetNotFoundError as e:
+        print(e, file=sys.stderr)
+        return 2
+
+    def rows(split: str) -> list[tuple[str, int]]:
+        texts, labels = listops.read_tsv(folder / listops.FILES[split])
+        return list(zip(texts, labels.tolist()))
+
+    train = rows("train")
+    table = {s: rule_accuracies(train, rows(s), args.depths) for s in ("val", "test")}
+    print(f"{'rule':<16}" + "".join(f"{s:>8}" for s in table))
     for rule in table["val"]:
-        print(f"{rule:<16}" + "".join(f"{100 * table[s][rule]:>7.1f}%" for s in ("val", "test")))
+        print(f"{rule:<16}" + "".join(f"{100 * table[s][rule]:>7.1f}%" for s in table))
     return 0
 
 

@@ -287,11 +287,11 @@ def test_rule_accuracies_worked_by_hand():
 
 def test_rules_script_prints_the_table_and_names_missing_data(mini, tmp_path):
     script = str(REPO / "scripts" / "listops_rules.py")
-    out = subprocess.run([sys.executable, script, str(mini / "listops"), "--depths", "1"],
+    out = subprocess.run([sys.executable, script, str(mini), "--depths", "1"],
                          check=True, capture_output=True, text=True).stdout  # fmt: skip
     lines = out.splitlines()
     assert lines[0].split() == ["rule", "val", "test"]
     assert [ln.rsplit(None, 2)[0] for ln in lines[1:]] == ["prior", "outer operator", "depth 1"]
     bad = subprocess.run([sys.executable, script, str(tmp_path / "nowhere")], capture_output=True, text=True)
-    assert bad.returncode != 0 and str(tmp_path / "nowhere" / "basic_train.tsv") in bad.stderr
-    assert "prepare_data.py listops --out" in bad.stderr
+    assert bad.returncode == 2 and str(tmp_path / "nowhere" / "listops") in bad.stderr
+    assert f"prepare_data.py listops --out {tmp_path / 'nowhere' / 'listops'}" in bad.stderr

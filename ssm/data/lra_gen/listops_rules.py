@@ -11,7 +11,7 @@ rules get on the same split. Two families:
   below the root (depth 1 applies the outermost operator to its direct digits only). Where that
   leaves an operator with no argument, the outer-operator rule answers.
 
-``python scripts/listops_rules.py DATA/listops`` prints the table for a release folder.
+``python scripts/listops_rules.py DATA`` prints the table for the split that ``--data.root DATA`` reads.
 """
 
 from __future__ import annotations
@@ -70,17 +70,6 @@ def evaluate(tree: Tree, depth: int | None = None) -> int | None:
 
 def outer_operator(tree: Tree) -> str:
     return "digit" if isinstance(tree, int) else tree[0]
-
-
-def read_rows(path) -> list[tuple[str, int]]:
-    """The (source, label) rows of a release TSV (header ``Source<TAB>Target``)."""
-    import csv
-
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t"))
-    if not rows or rows[0] != ["Source", "Target"]:
-        raise ValueError(f"{path}: not a ListOps release TSV (expected the header Source<TAB>Target)")
-    return [(source, int(label)) for source, label in rows[1:]]
 
 
 def rule_accuracies(
