@@ -17,7 +17,7 @@ PRESETS = {
         n_train=N_TRAIN, epochs=200, seed=2222,
     ),
     # AnnanYu/HOPE-SSM noisycifar_HOPE.py: 4x128, dropout 0.1, postnorm LN, HOPE N 256, dt fixed at 0.1
-    # (dt_min = dt_max; the dt lr of 0 is not separable from ssm_lr here), SSM lr min(1e-3, lr);
+    # (dt_min = dt_max, dt lr 0), SSM lr min(1e-3, lr);
     # AdamW lr 0.01 wd 0.01, batch 64, cosine over 100 epochs. The reference mean-pools only the
     # noise half (positions 1024..2047); the model here pools all 2048 positions.
     "noisy_scifar": preset(
@@ -26,7 +26,7 @@ PRESETS = {
         model=dict(layer="hope", n_layers=4, d_model=128, d_state=256, prenorm=False, norm="layer", dropout=0.1,
                    output="glu", pool="mean", dt_min=0.1, dt_max=0.1),  # fmt: skip
         data=dict(name="cifar10", noise_pad=1024, batch_size=64),
-        optim=dict(lr=0.01, ssm_lr=1e-3, weight_decay=0.01, schedule="cosine"),
+        optim=dict(lr=0.01, ssm_lr=1e-3, dt_lr=0.0, weight_decay=0.01, schedule="cosine"),
         n_train=N_TRAIN, epochs=100, seed=0,
     ),
     # AnnanYu/HOPE-SSM noisycifar_S4D.py: the S4D baseline of the same experiment (expected to degrade)
@@ -36,7 +36,7 @@ PRESETS = {
         model=dict(layer="s4d", n_layers=4, d_model=128, d_state=64, prenorm=False, norm="layer", dropout=0.1,
                    output="glu", pool="mean", dt_min=0.1, dt_max=0.1),  # fmt: skip
         data=dict(name="cifar10", noise_pad=1024, batch_size=64),
-        optim=dict(lr=0.01, ssm_lr=1e-3, weight_decay=0.01, schedule="cosine"),
+        optim=dict(lr=0.01, ssm_lr=1e-3, dt_lr=0.0, weight_decay=0.01, schedule="cosine"),
         n_train=N_TRAIN, epochs=100, seed=0,
     ),
 }  # fmt: skip

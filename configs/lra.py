@@ -5,8 +5,8 @@ Data: ListOps and Pathfinder/Path-X read the LRA release (or the offline generat
 ``ssm.data.lra_gen``) through the ``listops`` / ``pathfinder`` datasets; IMDB (``imdb``), AAN
 (``aan``) and the grayscale CIFAR image task (``cifar10`` with ``grayscale``).
 
-Not representable here, approximated as noted: separate dt / A,B learning rates (one ``ssm_lr``
-for all SSM parameters: the configs' A/B rate is used), ReduceLROnPlateau (V1/DSS: cosine decay over
+Separate dt and A/B learning rates map to ``optim.dt_lr`` and ``optim.ssm_lr``. Not representable
+here, approximated as noted: ReduceLROnPlateau (V1/DSS: cosine decay over
 the run), S5's half-GLU activations and optimizer groupings (GLU output, standard grouping).
 """
 
@@ -24,7 +24,8 @@ DATA = {  # dataset name and options per task
 S4_LRA = dict(layer="s4", measure="legs", norm="batch", bidirectional=True, output="glu", pool="mean")
 
 
-def _s4(task, *, n_layers, d_model, d_state, prenorm, dropout, n_ssm, batch, lr, warmup, total, epochs, seed, dt_min=None):
+def _s4(task, *, n_layers, d_model, d_state, prenorm, dropout, n_ssm, batch, lr, warmup, total, epochs, seed, dt_min=None,
+        dt_lr=None):
     # state-spaces/s4 configs/experiment/lra/s4-<task>.yaml (V4): AdamW wd 0.05, cosine with warmup per step
     return preset(
         f"S4 (V4 config) on LRA {task}: {n_layers}x{d_model}, N={d_state}, {epochs} epochs (state-spaces/s4 lra/s4-{task}.yaml)",
@@ -32,7 +33,8 @@ def _s4(task, *, n_layers, d_model, d_state, prenorm, dropout, n_ssm, batch, lr,
         model=dict(S4_LRA, n_layers=n_layers, d_model=d_model, d_state=d_state, prenorm=prenorm, dropout=dropout,
                    n_ssm=n_ssm, dt_min=dt_min),  # fmt: skip
         data=dict(DATA[task], batch_size=batch),
-        optim=dict(lr=lr, ssm_lr=1e-3, weight_decay=0.05, schedule="cosine", warmup_steps=warmup, decay_steps=total),
+        optim=dict(lr=lr, ssm_lr=1e-3, dt_lr=dt_lr, weight_decay=0.05, schedule="cosine", warmup_steps=warmup,
+                   decay_steps=total),
         n_train=N_TRAIN[task], epochs=epochs, seed=seed,
     )  # fmt: skip
 
@@ -40,13 +42,13 @@ def _s4(task, *, n_layers, d_model, d_state, prenorm, dropout, n_ssm, batch, lr,
 PRESETS = {
     # state-spaces/s4 configs/experiment/lra/s4-listops.yaml (dt at the global lr; A, B at 1e-3)
     "listops": _s4("listops", n_layers=6, d_model=256, d_state=4, prenorm=False, dropout=0.0, n_ssm=1, batch=32,
-                   lr=0.01, warmup=12000, total=120000, epochs=40, seed=3333),
-    # state-spaces/s4 configs/experiment/lra/s4-imdb.yaml
+                   lr=0.01, warmup=12000, total=120000, epochs=40, seed=3333, dt_lr=0.01),
+    # state-spaces/s4 configs/experiment/lra/s4-imdb.yaml (dt at the global lr; A, B at 1e-3)
     "imdb": _s4("imdb", n_layers=6, d_model=256, d_state=4, prenorm=True, dropout=0.0, n_ssm=1, batch=16,
-                lr=0.01, warmup=5000, total=50000, epochs=32, seed=3333),
-    # state-spaces/s4 configs/experiment/lra/s4-aan.yaml
+                lr=0.01, warmup=5000, total=50000, epochs=32, seed=3333, dt_lr=0.01),
+    # state-spaces/s4 configs/experiment/lra/s4-aan.yaml (dt at the global lr; A, B at 1e-3)
     "aan": _s4("aan", n_layers=6, d_model=256, d_state=4, prenorm=True, dropout=0.0, n_ssm=1, batch=64,
-               lr=0.01, warmup=5000, total=50000, epochs=20, seed=3333),
+               lr=0.01, warmup=5000, total=50000, epochs=20, seed=3333, dt_lr=0.01),
     # state-spaces/s4 configs/experiment/lra/s4-cifar.yaml (grayscale, Normalize(122.6/255, 61/255))
     "cifar": _s4("cifar", n_layers=6, d_model=512, d_state=64, prenorm=False, dropout=0.1, n_ssm=1, batch=50,
                  lr=0.01, warmup=18000, total=180000, epochs=200, seed=2222),
@@ -61,7 +63,7 @@ PRESETS = {
 
 # ---------------------------------------------------------------- DSS (ag1988/dss)
 def _dss(task, *, n_layers, d_model, prenorm, dropout, pool, batch, lr, wd, epochs, seed=1112, dt_min=None,
-         dt_max=None, ssm_lr=1e-3, seq_len=None, note=""):  # fmt: skip
+         dt_max=None, ssm_lr=1e-3, dt_lr=None, seq_len=None, note=""):  # fmt: skip
     # ag1988/dss configs/experiment/s4-lra-<task>.yaml (= S4 V1 lra/old) + model=dss + README overrides;
     # DSS-softmax layer (configs/model/layer/dss.yaml), N 64, unidirectional, BatchNorm;
     # plateau scheduler replaced by cosine over the run.
@@ -74,17 +76,18 @@ def _dss(task, *, n_layers, d_model, prenorm, dropout, pool, batch, lr, wd, epoc
         model=dict(layer="dss", d_state=64, norm="batch", bidirectional=False, output="glu", n_layers=n_layers,
                    d_model=d_model, prenorm=prenorm, dropout=dropout, pool=pool, dt_min=dt_min, dt_max=dt_max),
         data=data,
-        optim=dict(lr=lr, ssm_lr=ssm_lr, weight_decay=wd, schedule="cosine"),
+        optim=dict(lr=lr, ssm_lr=ssm_lr, dt_lr=dt_lr, weight_decay=wd, schedule="cosine"),
         n_train=N_TRAIN[task], epochs=epochs, seed=seed,
     )  # fmt: skip
 
 
 PRESETS.update({
-    # README: model.layer.lr.log_dt=0.02 (Lambda, W stay at 1e-3; one ssm_lr here)
+    # README: model.layer.lr.log_dt=0.02 (Lambda, W stay at 1e-3)
     "dss_listops": _dss("listops", n_layers=6, d_model=128, prenorm=False, dropout=0.0, pool="mean", batch=50,
-                        lr=0.01, wd=0.01, epochs=50),
+                        lr=0.01, wd=0.01, epochs=50, dt_lr=0.02),
+    # README: model.layer.lr.log_dt=0.02
     "dss_imdb": _dss("imdb", n_layers=4, d_model=128, prenorm=True, dropout=0.0, pool="last", batch=50, lr=0.01,
-                     wd=0.0, epochs=40, seq_len=2048, note=" (l_max 2048)"),
+                     wd=0.0, epochs=40, seq_len=2048, dt_lr=0.02, note=" (l_max 2048)"),
     "dss_aan": _dss("aan", n_layers=6, d_model=256, prenorm=True, dropout=0.0, pool="mean", batch=64, lr=0.002,
                     wd=0.0, epochs=25),
     # README: trainer.max_epochs=200 train.seed=0
@@ -94,7 +97,7 @@ PRESETS.update({
                            batch=100, lr=0.004, wd=0.0, epochs=200),
     # README: dt_min 1e-4, dt_max 1e-2, lr.log_dt 1e-4, batch 16, 35 epochs
     "dss_pathx": _dss("pathx", n_layers=6, d_model=256, prenorm=True, dropout=0.0, pool="mean", batch=16,
-                      lr=0.0005, wd=0.0, epochs=35, dt_min=1e-4, dt_max=1e-2, ssm_lr=1e-4,
+                      lr=0.0005, wd=0.0, epochs=35, dt_min=1e-4, dt_max=1e-2, dt_lr=1e-4,
                       note=" (dt 1e-4..1e-2; loss moves after ~90k steps)"),
 })  # fmt: skip
 

@@ -198,15 +198,17 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with two parameter groups: SSM parameters (``ssm_lr``, no weight decay) and the rest.
+    """AdamW with parameter groups: SSM parameters (``ssm_lr``, no weight decay; log Δ at ``dt_lr`` if set)
+    and the rest.
 
-    Both learning rates follow the same schedule shape: linear warmup from 0 over ``warmup_steps``,
+    All learning rates follow the same schedule shape: linear warmup from 0 over ``warmup_steps``,
     then ``cosine`` / ``linear`` decay to ``min_lr_ratio`` × peak at ``decay_steps`` (default:
     ``train.steps``; counted from step 0, warmup included), or ``constant``.
     """
 
     lr: float = 1e-3  # peak learning rate of the non-SSM parameters
     ssm_lr: float | None = 1e-3  # peak learning rate of the SSM parameters (None: same as lr; 0: frozen)
+    dt_lr: float | None = None  # peak learning rate of log Δ alone (None: ssm_lr like the other SSM parameters)
     weight_decay: float = 0.0  # decoupled weight decay of the non-SSM parameters
     wd_bias_norm: bool = False  # also decay biases and normalisation parameters
     b1: float = 0.9
@@ -223,6 +225,8 @@ class OptimConfig:
         _nonneg("optim.lr", self.lr)
         if self.ssm_lr is not None:
             _nonneg("optim.ssm_lr", self.ssm_lr)
+        if self.dt_lr is not None:
+            _nonneg("optim.dt_lr", self.dt_lr)
         _nonneg("optim.weight_decay", self.weight_decay)
         _choice("optim.schedule", self.schedule, ("cosine", "linear", "constant"))
         _check(isinstance(self.warmup_steps, int) and self.warmup_steps >= 0, "optim.warmup_steps",

@@ -95,6 +95,34 @@ def test_ssm_params_get_their_own_lr_and_no_weight_decay(layer):
     assert min(counts.values()) > 0
 
 
+@pytest.mark.parametrize("layer", LAYERS)
+@pytest.mark.parametrize("dt_lr", [2e-2, 0.0])
+def test_dt_lr_gives_log_dt_its_own_group(layer, dt_lr):
+    # With optim.dt_lr set, exactly the fields in dt_param_names (the log step sizes) move at dt_lr
+    # (frozen at 0), without weight decay; the other SSM parameters keep ssm_lr.
+    lr, ssm_lr, wd, eps = 1e-2, 1e-4, 0.5, 1e-8
+    model = _model(layer)
+    cfg = OptimConfig(lr=lr, ssm_lr=ssm_lr, dt_lr=dt_lr, weight_decay=wd, eps=eps, schedule="constant")
+    params, updates, labels = _first_step(model, cfg)
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    n_dt = 0
+    for (path, p), u, label in zip(flat, jax.tree_util.tree_leaves(updates), jax.tree_util.tree_leaves(labels),
+                                   strict=True):  # fmt: skip
+        names = [getattr(k, "name", None) for k in path]
+        is_dt = "layer" in names and names[names.index("layer") + 1] in type(model.blocks[0].layer).dt_param_names
+        assert (label == "dt") == is_dt, jax.tree_util.keystr(path)
+        if is_dt:
+            n_dt += 1
+            np.testing.assert_allclose(np.asarray(u), np.full_like(p, -dt_lr / (1 + eps)), rtol=1e-12, atol=0)
+        elif label == "ssm":
+            np.testing.assert_allclose(np.asarray(u), np.full_like(p, -ssm_lr / (1 + eps)), rtol=1e-12, atol=0)
+    assert n_dt == model.n_layers  # one log-step field per block
+    assert set(type(model.blocks[0].layer).dt_param_names) <= set(type(model.blocks[0].layer).ssm_param_names)
+    tx, schedules = make_optimizer(model, cfg, total_steps=10)
+    assert float(schedules["dt_lr"](5)) == pytest.approx(dt_lr)
+    assert "dt_lr" not in make_optimizer(model, OptimConfig(), total_steps=10)[1]
+
+
 def test_frozen_ssm_params_and_decayed_bias_norm():
     lr, wd, eps = 1e-2, 0.5, 1e-8
     cfg = OptimConfig(lr=lr, ssm_lr=0.0, weight_decay=wd, eps=eps, schedule="constant", wd_bias_norm=True)

@@ -20,10 +20,12 @@ class AbstractSSMLayer(eqx.Module):
 
     Subclasses are final Equinox modules. Hyperparameters are static fields. They list in
     ``ssm_param_names`` the names of the fields holding SSM parameters (Δ, A/Λ, B, P, Markov
-    parameters, ...): those receive their own learning rate and zero weight decay.
+    parameters, ...): those receive their own learning rate and zero weight decay. ``dt_param_names``
+    (a subset) names the step-size fields (log Δ), which can get a third learning rate.
     """
 
     ssm_param_names: ClassVar[tuple[str, ...]] = ()
+    dt_param_names: ClassVar[tuple[str, ...]] = ()
 
     @abc.abstractmethod
     def __call__(
@@ -51,9 +53,10 @@ class AbstractSSMLayer(eqx.Module):
         """
 
 
-def ssm_param_mask(model: PyTree[Any]) -> PyTree[bool]:
+def ssm_param_mask(model: PyTree[Any], *, dt_only: bool = False) -> PyTree[bool]:
     """A pytree of bools with the structure of ``model``: True on the leaves of the fields named in
-    ``ssm_param_names`` of every :class:`AbstractSSMLayer` inside ``model``, False elsewhere.
+    ``ssm_param_names`` (``dt_param_names`` if ``dt_only``) of every :class:`AbstractSSMLayer` inside
+    ``model``, False elsewhere.
 
     Used to build Optax parameter groups (``optax.multi_transform`` labels)."""
 
@@ -61,7 +64,8 @@ def ssm_param_mask(model: PyTree[Any]) -> PyTree[bool]:
         return isinstance(node, AbstractSSMLayer)
 
     def layer_mask(layer: AbstractSSMLayer) -> PyTree[bool]:
-        names = [n for n in type(layer).ssm_param_names if getattr(layer, n) is not None]
+        fields = type(layer).dt_param_names if dt_only else type(layer).ssm_param_names
+        names = [n for n in fields if getattr(layer, n) is not None]
         mask = jax.tree_util.tree_map(lambda _: False, layer)
         return eqx.tree_at(
             lambda m: [getattr(m, n) for n in names],

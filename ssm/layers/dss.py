@@ -46,6 +46,7 @@ class DSS(AbstractSSMLayer):
     """
 
     ssm_param_names: ClassVar[tuple[str, ...]] = ("log_dt", "Lambda_re", "Lambda_im", "W_re", "W_im")
+    dt_param_names: ClassVar[tuple[str, ...]] = ("log_dt",)
 
     d_model: int = eqx.field(static=True)
     d_state: int = eqx.field(static=True)

@@ -134,6 +134,7 @@ class HOPE(AbstractSSMLayer):
     """
 
     ssm_param_names: ClassVar[tuple[str, ...]] = ("h", "log_dt")
+    dt_param_names: ClassVar[tuple[str, ...]] = ("log_dt",)
 
     d_model: int = eqx.field(static=True)
     d_state: int = eqx.field(static=True)

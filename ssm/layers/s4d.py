@@ -78,6 +78,7 @@ class S4D(AbstractSSMLayer):
     """
 
     ssm_param_names: ClassVar[tuple[str, ...]] = ("log_dt", "log_A_re", "A_im", "B_re", "B_im")
+    dt_param_names: ClassVar[tuple[str, ...]] = ("log_dt",)
 
     d_model: int = eqx.field(static=True)
     d_state: int = eqx.field(static=True)

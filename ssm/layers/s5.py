@@ -166,6 +166,7 @@ class S5(AbstractSSMLayer):
     """
 
     ssm_param_names: ClassVar[tuple[str, ...]] = ("Lambda_re", "Lambda_im", "B", "log_step")
+    dt_param_names: ClassVar[tuple[str, ...]] = ("log_step",)
 
     d_model: int = eqx.field(static=True)
     d_state: int = eqx.field(static=True)

@@ -322,8 +322,8 @@ def _train(cfg: Config, tracker: Tracker | None, verbose: bool, watchdog: Watchd
             sums = add_sums(sums, m["sums"])
         metrics = finalize(sums, task)
         metrics["grad_norm"] = float(got[-1]["grad_norm"])
-        metrics["lr"] = float(run.schedules["lr"](step - 1))
-        metrics["ssm_lr"] = float(run.schedules["ssm_lr"](step - 1))
+        for name, lr_at in run.schedules.items():  # lr, ssm_lr (and dt_lr when set)
+            metrics[name] = float(lr_at(step - 1))
         metrics.update(progress.update(step, loss=metrics["loss"], lr=metrics["lr"]))
         tracker.log(step, "train", metrics)
 

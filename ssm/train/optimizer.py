@@ -4,11 +4,14 @@ Every array of the model gets one of three labels:
 
 - ``"ssm"``: the SSM parameters (fields in ``ssm_param_names`` of each layer, see
   :func:`ssm.layers.ssm_param_mask`): peak lr ``optim.ssm_lr``, weight decay 0 (frozen if ``ssm_lr == 0``);
+- ``"dt"``: only when ``optim.dt_lr`` is set: the step sizes log Δ (``dt_param_names``, a subset of the
+  SSM parameters), peak lr ``optim.dt_lr``, weight decay 0 (frozen if 0). The official S4 V4 ListOps,
+  IMDB and AAN configs train log Δ at the global lr and A, B at 1e-3;
 - ``"no_decay"``: biases and normalisation parameters: peak lr ``optim.lr``, weight decay 0 unless
   ``optim.wd_bias_norm`` (the S4 default excludes them from decay);
 - ``"decay"``: everything else: peak lr ``optim.lr``, weight decay ``optim.weight_decay``.
 
-Both peak rates follow one schedule shape (:func:`schedule`).
+All peak rates follow one schedule shape (:func:`schedule`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from jaxtyping import PyTree
 from ssm.config import OptimConfig
 from ssm.layers.base import ssm_param_mask
 
-SSM, DECAY, NO_DECAY = "ssm", "decay", "no_decay"
+SSM, DT, DECAY, NO_DECAY = "ssm", "dt", "decay", "no_decay"
 
 
 def schedule(peak: float, cfg: OptimConfig, total_steps: int) -> Callable[[Any], Any]:
@@ -77,8 +80,11 @@ def param_labels(model: PyTree, cfg: OptimConfig) -> PyTree[str | None]:
         base, model, is_leaf=lambda n: isinstance(n, norm_types + bias_types)
     )
     mask = ssm_param_mask(model)
+    dt_mask = ssm_param_mask(model, dt_only=True) if cfg.dt_lr is not None else jax.tree_util.tree_map(
+        lambda _: False, mask
+    )
     return jax.tree_util.tree_map(
-        lambda x, m, b: (SSM if m else b) if _is_param(x) else None, model, mask, base_labels
+        lambda x, m, d, b: (DT if d else SSM if m else b) if _is_param(x) else None, model, mask, dt_mask, base_labels
     )
 
 
@@ -92,7 +98,7 @@ def make_optimizer(
     model: PyTree, cfg: OptimConfig, total_steps: int
 ) -> tuple[optax.GradientTransformation, dict[str, Callable]]:
     """The optax transformation for ``eqx.filter(model, eqx.is_array)`` and the schedules
-    ``{"lr": ..., "ssm_lr": ...}`` (functions of the optimizer step, for logging)."""
+    ``{"lr": ..., "ssm_lr": ...}`` (and ``"dt_lr"`` when set; functions of the optimizer step, for logging)."""
     ssm_peak = cfg.lr if cfg.ssm_lr is None else cfg.ssm_lr
     lr, ssm_lr = schedule(cfg.lr, cfg, total_steps), schedule(ssm_peak, cfg, total_steps)
     labels = param_labels(model, cfg)
@@ -101,11 +107,15 @@ def make_optimizer(
         NO_DECAY: _adamw(lr, cfg.weight_decay if cfg.wd_bias_norm else 0.0, cfg),
         SSM: _adamw(ssm_lr, 0.0, cfg) if ssm_peak > 0 else optax.set_to_zero(),
     }
+    schedules = {"lr": lr, "ssm_lr": ssm_lr}
+    if cfg.dt_lr is not None:
+        schedules["dt_lr"] = schedule(cfg.dt_lr, cfg, total_steps)
+        groups[DT] = _adamw(schedules["dt_lr"], 0.0, cfg) if cfg.dt_lr > 0 else optax.set_to_zero()
     # An eqx.Module label tree is callable: optax would call it, so wrap it in a lambda.
     tx = optax.multi_transform(groups, lambda _: labels)
     if cfg.clip_norm is not None:
         tx = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), tx)
-    return tx, {"lr": lr, "ssm_lr": ssm_lr}
+    return tx, schedules
 
 
 def group_hyperparams(opt_state: Any) -> dict[str, dict[str, Any]]:
