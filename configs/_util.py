@@ -3,8 +3,8 @@ keeps it out of :func:`configs.groups`).
 
 Published recipes count epochs; a run here counts optimizer steps, so
 ``steps = epochs × ⌊n_train / batch⌋`` (the reference loaders drop the last partial batch).
-Schedules the trainer does not have (ReduceLROnPlateau, MultiStep) are replaced by a cosine decay
-over the whole run; each preset says so in its comment.
+ReduceLROnPlateau, which the trainer does not have, is replaced by a cosine decay over the whole run;
+each preset says so in its comment. MultiStep milestones are converted from epochs to steps.
 """
 
 from __future__ import annotations

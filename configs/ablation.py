@@ -5,7 +5,7 @@ bidmc/s4-bidmc-ablation}.yaml (experiments.md §10). Other axes (ZOH vs bilinear
 transform, frozen B, dt range) are one override away: ``--model.disc``, ``--optim.ssm-lr 0``, ...
 """
 
-from configs._util import preset
+from configs._util import preset, steps
 
 LAYERS = {  # suffix: layer options
     "": dict(layer="s4", measure="legs", rank=1),
@@ -41,12 +41,13 @@ def _sc(layer):
 
 def _bidmc(layer):
     # bidmc/s4-bidmc-ablation.yaml: 4x128, N 256, no GLU, lr 0.004 wd 0.01, 200 epochs, seed 1111, target SpO2
-    # (MultiStep [50,100,150,200] replaced by cosine)
+    # MultiStep at epochs 50, 100, 150, 200 (γ 0.5 as in s4-bidmc.yaml; the ablation's γ is unverified)
     return dict(
         model=dict(layer, n_layers=4, d_model=128, d_state=256, prenorm=True, norm="layer", dropout=0.0,
                    bidirectional=True, output="linear", pool="mean"),  # fmt: skip
         data=dict(name="bidmc", target="SpO2", batch_size=32),
-        optim=dict(lr=0.004, ssm_lr=1e-3, weight_decay=0.01, schedule="cosine"),
+        optim=dict(lr=0.004, ssm_lr=1e-3, weight_decay=0.01, schedule="multistep", gamma=0.5,
+                   milestones=tuple(steps(e, 5564, 32) for e in (50, 100, 150, 200))),
         n_train=5564, epochs=200, seed=1111,
     )  # fmt: skip
 

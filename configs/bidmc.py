@@ -2,10 +2,10 @@
 
 state-spaces/s4 configs/experiment/bidmc/s4-bidmc.yaml: S4 6 layers, H 128, prenorm LN, N 256,
 SSM lr 1e-3, bidirectional, GLU, dropout 0, mean pool; AdamW lr 0.01 wd 0.05; batch 32; 500 epochs;
-seed 1112. The MultiStep schedule (×0.5 at epochs 100..500) is replaced by cosine over the run.
+seed 1112; MultiStep ×0.5 at epochs 100, 200, 300, 400, 500 (converted to optimizer steps).
 """
 
-from configs._util import preset
+from configs._util import preset, steps
 
 N_TRAIN = 5564  # 70% of the 7,949 BIDMC32 series (unverified count)
 
@@ -17,7 +17,8 @@ def _bidmc(target):
         model=dict(layer="s4", measure="legs", n_layers=6, d_model=128, d_state=256, prenorm=True, norm="layer",
                    dropout=0.0, output="glu", pool="mean", bidirectional=True),  # fmt: skip
         data=dict(name="bidmc", target=target, batch_size=32),
-        optim=dict(lr=0.01, ssm_lr=1e-3, weight_decay=0.05, schedule="cosine"),
+        optim=dict(lr=0.01, ssm_lr=1e-3, weight_decay=0.05, schedule="multistep", gamma=0.5,
+                   milestones=tuple(steps(e, N_TRAIN, 32) for e in (100, 200, 300, 400, 500))),
         n_train=N_TRAIN, epochs=500, seed=1112,
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import os
 
 import pytest
@@ -85,6 +86,15 @@ def test_cli_overrides_with_the_required_names():
         train=dataclasses.replace(want.train, steps=7, run_dir="/tmp/x", seed=3),
     )
     assert cfg == want
+
+
+def test_cli_schedule_options_and_json_round_trip():
+    _, cfg = _train_script().parse([
+        "--cfg", "demo.digits", "--optim.schedule", "multistep", "--optim.milestones", "100", "250",
+        "--optim.gamma", "0.5", "--optim.dt-lr", "0.02",
+    ])  # fmt: skip
+    assert cfg.optim.milestones == (100, 250) and cfg.optim.gamma == 0.5 and cfg.optim.dt_lr == 0.02
+    assert config_from_dict(json.loads(cfg.to_json())) == cfg
 
 
 def test_cli_errors(capsys):

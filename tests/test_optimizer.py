@@ -166,6 +166,25 @@ def test_schedules_against_closed_forms(kind):
     assert float(g(20)) == pytest.approx(peak / 2, rel=1e-12)
 
 
+def test_multistep_schedule_against_hand_values():
+    # warmup 10 steps to 1e-3, then x0.5 at steps 30 and 60 (PyTorch MultiStepLR per step)
+    cfg = OptimConfig(schedule="multistep", warmup_steps=10, milestones=(30, 60), gamma=0.5)
+    f = schedule(1e-3, cfg, total_steps=100)
+    want = {0: 0.0, 5: 5e-4, 10: 1e-3, 29: 1e-3, 30: 5e-4, 59: 5e-4, 60: 2.5e-4, 99: 2.5e-4}
+    for t, lr in want.items():
+        assert float(f(t)) == pytest.approx(lr, rel=1e-12, abs=1e-18), t
+
+
+@pytest.mark.parametrize(
+    "kw, field",
+    [(dict(schedule="multistep"), "optim.milestones"), (dict(schedule="multistep", milestones=(50, 20)), "optim.milestones"),
+     (dict(schedule="multistep", milestones=(10,), gamma=0.0), "optim.gamma"), (dict(dt_lr=-1.0), "optim.dt_lr")],
+)  # fmt: skip
+def test_bad_schedule_values_name_the_field(kw, field):
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        OptimConfig(**kw)
+
+
 def _adam_mu(opt_state, label):
     """The first-moment estimates of one parameter group."""
     states = [opt_state] if isinstance(opt_state, optax.transforms.PartitionState) else opt_state

@@ -34,7 +34,8 @@ SSM, DT, DECAY, NO_DECAY = "ssm", "dt", "decay", "no_decay"
 def schedule(peak: float, cfg: OptimConfig, total_steps: int) -> Callable[[Any], Any]:
     """lr(t): linear warmup ``peak·t/W`` for ``t < W``, then with ``p = (t-W)/(D-W)`` clipped to
     [0, 1] and ``end = min_lr_ratio·peak``: cosine ``end + (peak-end)(1+cos πp)/2``, linear
-    ``peak + (end-peak)p``, or constant ``peak``. ``D = decay_steps`` (default ``total_steps``)."""
+    ``peak + (end-peak)p``, constant ``peak``, or multistep ``peak·γ^#{m ∈ milestones : m ≤ t}``.
+    ``D = decay_steps`` (default ``total_steps``)."""
     warmup = cfg.warmup_steps
     decay = cfg.decay_steps if cfg.decay_steps is not None else total_steps
     end = cfg.min_lr_ratio * peak
@@ -48,6 +49,9 @@ def schedule(peak: float, cfg: OptimConfig, total_steps: int) -> Callable[[Any],
             after = end + (peak - end) * 0.5 * (1.0 + jnp.cos(jnp.pi * p))
         elif kind == "linear":
             after = peak + (end - peak) * p
+        elif kind == "multistep":
+            passed = sum((t >= m).astype(t.dtype) for m in cfg.milestones)
+            after = peak * jnp.power(jnp.asarray(cfg.gamma, t.dtype), passed)
         else:
             after = jnp.full_like(t, peak)
         return jnp.where(t < warmup, warm, after)
