@@ -3,8 +3,9 @@ keeps it out of :func:`configs.groups`).
 
 Published recipes count epochs; a run here counts optimizer steps, so
 ``steps = epochs × ⌊n_train / batch⌋`` (the reference loaders drop the last partial batch).
-ReduceLROnPlateau, which the trainer does not have, is replaced by a cosine decay over the whole run;
-each preset says so in its comment. MultiStep milestones are converted from epochs to steps.
+MultiStep milestones are converted from epochs to steps; ReduceLROnPlateau (stepped per epoch in the
+references) is the ``plateau`` schedule stepped at each validation, once per epoch unless a preset says
+otherwise.
 """
 
 from __future__ import annotations

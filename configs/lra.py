@@ -5,9 +5,10 @@ Data: ListOps and Pathfinder/Path-X read the LRA release (or the offline generat
 ``ssm.data.lra_gen``) through the ``listops`` / ``pathfinder`` datasets; IMDB (``imdb``), AAN
 (``aan``) and the grayscale CIFAR image task (``cifar10`` with ``grayscale``).
 
-Separate dt and A/B learning rates map to ``optim.dt_lr`` and ``optim.ssm_lr``. Not representable
-here, approximated as noted: ReduceLROnPlateau (V1/DSS: cosine decay over
-the run), S5's half-GLU activations and optimizer groupings (GLU output, standard grouping).
+Separate dt and A/B learning rates map to ``optim.dt_lr`` and ``optim.ssm_lr``, ReduceLROnPlateau
+(V1/DSS) to the ``plateau`` schedule. Not representable here, approximated as noted: S5's half-GLU
+activations and optimizer groupings (GLU output, standard grouping); DSS Path-X's unknown plateau
+patience (cosine decay over the run).
 """
 
 from configs._util import preset
@@ -62,11 +63,12 @@ PRESETS = {
 
 
 # ---------------------------------------------------------------- DSS (ag1988/dss)
-def _dss(task, *, n_layers, d_model, prenorm, dropout, pool, batch, lr, wd, epochs, seed=1112, dt_min=None,
+def _dss(task, *, n_layers, d_model, prenorm, dropout, pool, batch, lr, wd, epochs, patience, seed=1112, dt_min=None,
          dt_max=None, ssm_lr=1e-3, dt_lr=None, seq_len=None, note=""):  # fmt: skip
     # ag1988/dss configs/experiment/s4-lra-<task>.yaml (= S4 V1 lra/old) + model=dss + README overrides;
     # DSS-softmax layer (configs/model/layer/dss.yaml), N 64, unidirectional, BatchNorm;
-    # plateau scheduler replaced by cosine over the run.
+    # ReduceLROnPlateau factor 0.2 on val accuracy, stepped per epoch (one validation per epoch here);
+    # patience None (Path-X, not in the V1 table): cosine over the run.
     data = dict(DATA[task], batch_size=batch)
     if seq_len:
         data["seq_len"] = seq_len
@@ -76,7 +78,8 @@ def _dss(task, *, n_layers, d_model, prenorm, dropout, pool, batch, lr, wd, epoc
         model=dict(layer="dss", d_state=64, norm="batch", bidirectional=False, output="glu", n_layers=n_layers,
                    d_model=d_model, prenorm=prenorm, dropout=dropout, pool=pool, dt_min=dt_min, dt_max=dt_max),
         data=data,
-        optim=dict(lr=lr, ssm_lr=ssm_lr, dt_lr=dt_lr, weight_decay=wd, schedule="cosine"),
+        optim=dict(lr=lr, ssm_lr=ssm_lr, dt_lr=dt_lr, weight_decay=wd,
+                   **(dict(schedule="plateau", gamma=0.2, patience=patience) if patience else dict(schedule="cosine"))),
         n_train=N_TRAIN[task], epochs=epochs, seed=seed,
     )  # fmt: skip
 
@@ -84,20 +87,21 @@ def _dss(task, *, n_layers, d_model, prenorm, dropout, pool, batch, lr, wd, epoc
 PRESETS.update({
     # README: model.layer.lr.log_dt=0.02 (Lambda, W stay at 1e-3)
     "dss_listops": _dss("listops", n_layers=6, d_model=128, prenorm=False, dropout=0.0, pool="mean", batch=50,
-                        lr=0.01, wd=0.01, epochs=50, dt_lr=0.02),
+                        lr=0.01, wd=0.01, epochs=50, dt_lr=0.02, patience=5),
     # README: model.layer.lr.log_dt=0.02
     "dss_imdb": _dss("imdb", n_layers=4, d_model=128, prenorm=True, dropout=0.0, pool="last", batch=50, lr=0.01,
-                     wd=0.0, epochs=40, seq_len=2048, dt_lr=0.02, note=" (l_max 2048)"),
+                     wd=0.0, epochs=40, seq_len=2048, dt_lr=0.02, patience=10, note=" (l_max 2048)"),
     "dss_aan": _dss("aan", n_layers=6, d_model=256, prenorm=True, dropout=0.0, pool="mean", batch=64, lr=0.002,
-                    wd=0.0, epochs=25),
+                    wd=0.0, epochs=25, patience=20),
     # README: trainer.max_epochs=200 train.seed=0
     "dss_cifar": _dss("cifar", n_layers=6, d_model=512, prenorm=False, dropout=0.2, pool="mean", batch=50,
-                      lr=0.004, wd=0.01, epochs=200, seed=0),
+                      lr=0.004, wd=0.01, epochs=200, seed=0, patience=10),
+    # README: scheduler.patience=13
     "dss_pathfinder": _dss("pathfinder", n_layers=6, d_model=256, prenorm=True, dropout=0.1, pool="last",
-                           batch=100, lr=0.004, wd=0.0, epochs=200),
+                           batch=100, lr=0.004, wd=0.0, epochs=200, patience=13),
     # README: dt_min 1e-4, dt_max 1e-2, lr.log_dt 1e-4, batch 16, 35 epochs
     "dss_pathx": _dss("pathx", n_layers=6, d_model=256, prenorm=True, dropout=0.0, pool="mean", batch=16,
-                      lr=0.0005, wd=0.0, epochs=35, dt_min=1e-4, dt_max=1e-2, dt_lr=1e-4,
+                      lr=0.0005, wd=0.0, epochs=35, dt_min=1e-4, dt_max=1e-2, dt_lr=1e-4, patience=None,
                       note=" (dt 1e-4..1e-2; loss moves after ~90k steps)"),
 })  # fmt: skip
 

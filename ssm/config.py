@@ -203,8 +203,11 @@ class OptimConfig:
 
     All learning rates follow the same schedule shape: linear warmup from 0 over ``warmup_steps``,
     then ``cosine`` / ``linear`` decay to ``min_lr_ratio`` × peak at ``decay_steps`` (default:
-    ``train.steps``; counted from step 0, warmup included), ``constant``, or ``multistep`` (× ``gamma``
-    at each step count in ``milestones``, PyTorch's MultiStepLR stepped per optimizer step).
+    ``train.steps``; counted from step 0, warmup included), ``constant``, ``multistep`` (× ``gamma``
+    at each step count in ``milestones``, PyTorch's MultiStepLR stepped per optimizer step), or
+    ``plateau`` (PyTorch's ReduceLROnPlateau stepped at each validation on the best-checkpoint metric:
+    × ``gamma`` after more than ``patience`` validations without a 1e-4 relative improvement, down to
+    ``min_lr_ratio`` × peak).
     """
 
     lr: float = 1e-3  # peak learning rate of the non-SSM parameters
@@ -215,12 +218,13 @@ class OptimConfig:
     b1: float = 0.9
     b2: float = 0.999
     eps: float = 1e-8
-    schedule: Literal["cosine", "linear", "constant", "multistep"] = "cosine"
+    schedule: Literal["cosine", "linear", "constant", "multistep", "plateau"] = "cosine"
     warmup_steps: int = 0
     decay_steps: int | None = None  # None: train.steps
     min_lr_ratio: float = 0.0  # final lr = min_lr_ratio * peak
     milestones: tuple[int, ...] = ()  # multistep: optimizer steps at which the lr is multiplied by gamma
-    gamma: float = 0.1  # multistep factor
+    gamma: float = 0.1  # multistep / plateau factor
+    patience: int = 10  # plateau: validations without improvement tolerated before a reduction
     clip_norm: float | None = None  # global-norm gradient clipping (None: off)
     grad_accum: int = 1  # split each batch into this many micro-batches, one optimizer step
 
@@ -231,13 +235,15 @@ class OptimConfig:
         if self.dt_lr is not None:
             _nonneg("optim.dt_lr", self.dt_lr)
         _nonneg("optim.weight_decay", self.weight_decay)
-        _choice("optim.schedule", self.schedule, ("cosine", "linear", "constant", "multistep"))
+        _choice("optim.schedule", self.schedule, ("cosine", "linear", "constant", "multistep", "plateau"))
         if self.schedule == "multistep":
             ms = self.milestones
             _check(len(ms) > 0 and all(isinstance(m, int) and m > 0 for m in ms) and list(ms) == sorted(set(ms)),
                    "optim.milestones", "the multistep schedule needs increasing positive step counts, e.g. "
                    "--optim.milestones 1000 2000", ms)  # fmt: skip
         _check(0.0 < self.gamma <= 1.0, "optim.gamma", "must be in (0, 1]", self.gamma)
+        _check(isinstance(self.patience, int) and self.patience >= 0, "optim.patience",
+               "must be a non-negative integer", self.patience)  # fmt: skip
         _check(isinstance(self.warmup_steps, int) and self.warmup_steps >= 0, "optim.warmup_steps",
                "must be a non-negative integer", self.warmup_steps)  # fmt: skip
         if self.decay_steps is not None:
@@ -309,6 +315,11 @@ class Config:
             raise ValueError(
                 f"data.batch_size ({self.data.batch_size}) must be divisible by optim.grad_accum "
                 f"({self.optim.grad_accum}): change --data.batch-size or --optim.grad-accum"
+            )
+        if self.optim.schedule == "plateau" and (not self.train.eval_every or "val" not in self.train.eval_splits):
+            raise ValueError(
+                "optim.schedule 'plateau' is stepped by validations: set --train.eval-every N (> 0) with 'val' in "
+                "--train.eval-splits, or choose another --optim.schedule"
             )
         if self.data.length_bucket is not None and self.model.bidirectional and not self.model.mask_padding:
             raise ValueError(

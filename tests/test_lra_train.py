@@ -29,8 +29,9 @@ def _small(name: str, root, run_dir, model_kw=None, **data) -> Config:
     model = dataclasses.replace(m, d_model=8, n_layers=1, d_state=4, n_ssm=1 if m.n_ssm is not None else None,
                                 **(model_kw or {}))  # fmt: skip
     data_cfg = dataclasses.replace(cfg.data, root=str(root), batch_size=2, eval_batch_size=2, num_workers=0, **data)
+    # eval_every = steps: no mid-run validation, but a valid interval for the presets' plateau schedules
     train = dataclasses.replace(
-        cfg.train, steps=2, run_dir=str(run_dir), eval_every=0, save_every=0, log_every=1, eval_batches=1,
+        cfg.train, steps=2, run_dir=str(run_dir), eval_every=2, save_every=0, log_every=1, eval_batches=1,
         async_checkpoint=False, progress="none", num_devices=1, wandb="disabled",
     )  # fmt: skip
     return Config(model=model, data=data_cfg, optim=dataclasses.replace(cfg.optim, grad_accum=1), train=train)

@@ -178,7 +178,8 @@ def test_multistep_schedule_against_hand_values():
 @pytest.mark.parametrize(
     "kw, field",
     [(dict(schedule="multistep"), "optim.milestones"), (dict(schedule="multistep", milestones=(50, 20)), "optim.milestones"),
-     (dict(schedule="multistep", milestones=(10,), gamma=0.0), "optim.gamma"), (dict(dt_lr=-1.0), "optim.dt_lr")],
+     (dict(schedule="multistep", milestones=(10,), gamma=0.0), "optim.gamma"), (dict(dt_lr=-1.0), "optim.dt_lr"),
+     (dict(schedule="plateau", patience=-1), "optim.patience")],
 )  # fmt: skip
 def test_bad_schedule_values_name_the_field(kw, field):
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
@@ -227,3 +228,45 @@ def test_gradient_accumulation_matches_the_full_batch():
         assert gnorm == pytest.approx(results[0][1], rel=1e-12)
         for a, b in zip(jax.tree_util.tree_leaves(mu), jax.tree_util.tree_leaves(results[0][2]), strict=True):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-11, atol=1e-16)
+
+
+def _plateau_scales(values, cfg, maximize):
+    from ssm.train.optimizer import plateau_scale, plateau_update, scale_by_plateau
+
+    st = scale_by_plateau().init(None)
+    out = []
+    for v in values:
+        st = plateau_update(st, v, cfg, maximize=maximize)
+        out.append(plateau_scale(st))
+    return out
+
+
+def test_plateau_follows_reduce_lr_on_plateau_by_hand():
+    # PyTorch ReduceLROnPlateau(mode, factor=γ, patience=2, threshold=1e-4 'rel'), one step per value,
+    # worked by hand: a reduction after the 3rd validation without a relative improvement above 1e-4.
+    cfg = OptimConfig(schedule="plateau", gamma=0.5, patience=2)
+    acc = [0.5, 0.6, 0.60005, 0.6, 0.6, 0.7, 0.65, 0.65, 0.65, 0.66, 0.7, 0.7, 0.7]
+    want = [1, 1, 1, 1, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.125, 0.125]
+    assert _plateau_scales(acc, cfg, maximize=True) == pytest.approx(want, rel=0, abs=0)
+    # min mode on a loss, floored at min_lr_ratio
+    cfg = OptimConfig(schedule="plateau", gamma=0.1, patience=0, min_lr_ratio=0.005)
+    loss = [2.0, 1.9, 1.9, 1.8999, 1.95, 1.0, 1.0]
+    assert _plateau_scales(loss, cfg, maximize=False) == pytest.approx([1, 1, 0.1, 0.01, 0.005, 0.005, 0.005])
+
+
+def test_plateau_scale_multiplies_every_groups_update():
+    from ssm.train.optimizer import plateau_update
+
+    lr, ssm_lr, eps = 1e-2, 1e-3, 1e-8
+    model = _model("s4d")
+    cfg = OptimConfig(lr=lr, ssm_lr=ssm_lr, eps=eps, schedule="plateau", gamma=0.25, patience=0)
+    params = eqx.filter(model, eqx.is_array)
+    tx, _ = make_optimizer(model, cfg, total_steps=10)
+    grads = jax.tree_util.tree_map(jnp.ones_like, params)
+    st = tx.init(params)
+    st = plateau_update(plateau_update(st, 0.9, cfg, maximize=True), 0.8, cfg, maximize=True)  # one reduction
+    updates, _ = tx.update(grads, st, params)
+    for u, label in zip(jax.tree_util.tree_leaves(updates), jax.tree_util.tree_leaves(param_labels(model, cfg)),
+                        strict=True):  # fmt: skip
+        peak = ssm_lr if label == "ssm" else lr
+        np.testing.assert_allclose(np.asarray(u), -0.25 * peak / (1 + eps), rtol=1e-6)

@@ -156,8 +156,9 @@ def tiny(cfg: Config, root, run_dir) -> Config:
     data = dataclasses.replace(data, root=str(root), batch_size=2, eval_batch_size=2, num_workers=0,
                                **SHORT.get(cfg.data.name, {}))  # fmt: skip
     optim = dataclasses.replace(cfg.optim, grad_accum=1)
+    # eval_every = steps: no mid-run validation, but a valid interval for the presets' plateau schedules
     train = dataclasses.replace(
-        cfg.train, steps=2, run_dir=str(run_dir), eval_every=0, save_every=0, log_every=1, eval_batches=1,
+        cfg.train, steps=2, run_dir=str(run_dir), eval_every=2, save_every=0, log_every=1, eval_batches=1,
         async_checkpoint=False, progress="none", num_devices=1, wandb="disabled",
     )  # fmt: skip
     return Config(model=model, data=data, optim=optim, train=train)

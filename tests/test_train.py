@@ -118,3 +118,30 @@ def test_noop_tracker_and_finished_run_rerun(tmp_path):
     again = train(cfg, tracker=Tracker())  # nothing left to train: restores and evaluates
     assert again["step"] == 24 and again["test"] == res["test"]
     assert math.isfinite(res["test"]["loss"])
+
+
+def test_plateau_schedule_steps_at_validations_and_is_checkpointed(tmp_path):
+    # A model that cannot change (lr 1e-9, LayerNorm, no dropout): validation accuracy ties at every
+    # evaluation, so with patience 0 each validation after the first halves the lr.
+    from ssm.train.optimizer import plateau_scale
+
+    cfg = tiny_config(tmp_path / "run", model=dict(norm="layer", dropout=0.0),
+                      optim=dict(lr=1e-9, ssm_lr=1e-9, schedule="plateau", patience=0, gamma=0.5, warmup_steps=0),
+                      train=dict(eval_every=4, save_every=4))  # fmt: skip
+    train(cfg)
+    events = read_metrics(cfg.train.run_dir)
+    vals = [e["accuracy"] for e in events if e["split"] == "val"]
+    assert len(vals) == 6 and len(set(vals[:5])) == 1  # validations at 4..20 and the final one
+    lr = {e["step"]: e["lr"] for e in events if e["split"] == "train"}
+    for s in range(1, 25):
+        k = max(0, (s - 1) // 4 - 1)  # reductions made by the validations before step s
+        assert lr[s] == pytest.approx(1e-9 * 0.5**k, rel=1e-6), s
+        assert e_ssm(events, s) == pytest.approx(1e-9 * 0.5**k, rel=1e-6), s
+    state, _ = load_state(cfg)
+    assert plateau_scale(state.opt_state) == 0.5**4
+    with pytest.raises(ValueError, match="optim.schedule 'plateau'"):
+        tiny_config(tmp_path / "x", optim=dict(schedule="plateau"), train=dict(eval_every=0))
+
+
+def e_ssm(events, step):
+    return next(e["ssm_lr"] for e in events if e["split"] == "train" and e["step"] == step)

@@ -37,7 +37,7 @@ from ssm.data.base import DatasetInfo
 from ssm.model import count_params, make_model
 from ssm.train.checkpoint import Checkpoints
 from ssm.train.metrics import add_sums, default_best_metric, finalize, higher_is_better
-from ssm.train.optimizer import make_optimizer
+from ssm.train.optimizer import make_optimizer, plateau_scale, plateau_update
 from ssm.train.pipeline import eval_batches, train_dataset, train_iterator
 from ssm.train.progress import Progress
 from ssm.train.state import TrainState, abstract_state, init_state
@@ -322,13 +322,14 @@ def _train(cfg: Config, tracker: Tracker | None, verbose: bool, watchdog: Watchd
             sums = add_sums(sums, m["sums"])
         metrics = finalize(sums, task)
         metrics["grad_norm"] = float(got[-1]["grad_norm"])
+        scale = plateau_scale(state.opt_state) or 1.0  # the plateau schedule's reductions so far
         for name, lr_at in run.schedules.items():  # lr, ssm_lr (and dt_lr when set)
-            metrics[name] = float(lr_at(step - 1))
+            metrics[name] = scale * float(lr_at(step - 1))
         metrics.update(progress.update(step, loss=metrics["loss"], lr=metrics["lr"]))
         tracker.log(step, "train", metrics)
 
     def validate(step: int) -> None:
-        nonlocal best
+        nonlocal best, state
         if "val" not in tc.eval_splits:
             return
         watchdog.kick("validation")
@@ -338,6 +339,9 @@ def _train(cfg: Config, tracker: Tracker | None, verbose: bool, watchdog: Watchd
         tracker.log(step, "val", m)
         progress.write(f"[ssm] step {step} val " + " ".join(f"{k} {v:.4g}" for k, v in m.items()))
         v = m.get(best_name)
+        if v is not None and math.isfinite(v) and cfg.optim.schedule == "plateau":
+            state = eqx.tree_at(lambda t: t.opt_state, state, plateau_update(state.opt_state, v, cfg.optim,
+                                                                               maximize=maximize))
         if v is not None and math.isfinite(v):
             better = not best or (v > best["value"] if maximize else v < best["value"])
             if better:

@@ -11,13 +11,18 @@ Every array of the model gets one of three labels:
   ``optim.wd_bias_norm`` (the S4 default excludes them from decay);
 - ``"decay"``: everything else: peak lr ``optim.lr``, weight decay ``optim.weight_decay``.
 
-All peak rates follow one schedule shape (:func:`schedule`).
+All peak rates follow one schedule shape (:func:`schedule`). The ``plateau`` schedule (PyTorch's
+ReduceLROnPlateau, stepped at each validation) multiplies every update by a scale held in the optimizer
+state (:class:`PlateauState`, so checkpoints carry it); the training loop calls :func:`plateau_update`
+with each validation metric.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
+
+import math
 
 import equinox as eqx
 import jax
@@ -34,8 +39,8 @@ SSM, DT, DECAY, NO_DECAY = "ssm", "dt", "decay", "no_decay"
 def schedule(peak: float, cfg: OptimConfig, total_steps: int) -> Callable[[Any], Any]:
     """lr(t): linear warmup ``peak·t/W`` for ``t < W``, then with ``p = (t-W)/(D-W)`` clipped to
     [0, 1] and ``end = min_lr_ratio·peak``: cosine ``end + (peak-end)(1+cos πp)/2``, linear
-    ``peak + (end-peak)p``, constant ``peak``, or multistep ``peak·γ^#{m ∈ milestones : m ≤ t}``.
-    ``D = decay_steps`` (default ``total_steps``)."""
+    ``peak + (end-peak)p``, constant ``peak`` (also for ``plateau``, whose reductions live in the optimizer
+    state), or multistep ``peak·γ^#{m ∈ milestones : m ≤ t}``. ``D = decay_steps`` (default ``total_steps``)."""
     warmup = cfg.warmup_steps
     decay = cfg.decay_steps if cfg.decay_steps is not None else total_steps
     end = cfg.min_lr_ratio * peak
@@ -117,9 +122,74 @@ def make_optimizer(
         groups[DT] = _adamw(schedules["dt_lr"], 0.0, cfg) if cfg.dt_lr > 0 else optax.set_to_zero()
     # An eqx.Module label tree is callable: optax would call it, so wrap it in a lambda.
     tx = optax.multi_transform(groups, lambda _: labels)
+    if cfg.schedule == "plateau":
+        tx = optax.chain(tx, scale_by_plateau())
     if cfg.clip_norm is not None:
         tx = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), tx)
     return tx, schedules
+
+
+PLATEAU_THRESHOLD = 1e-4  # PyTorch's default: an improvement must beat the best by this relative margin
+
+
+class PlateauState(NamedTuple):
+    """ReduceLROnPlateau's state: the lr multiplier, the best metric so far and the number of
+    validations since it last improved."""
+
+    scale: jax.Array
+    best: jax.Array
+    bad: jax.Array
+
+
+def scale_by_plateau() -> optax.GradientTransformation:
+    """Multiplies the updates by ``state.scale`` (changed only by :func:`plateau_update`)."""
+
+    def init(params):
+        del params
+        return PlateauState(jnp.ones((), jnp.float32), jnp.full((), jnp.nan, jnp.float32), jnp.zeros((), jnp.int32))
+
+    def update(updates, state, params=None):
+        del params
+        return jax.tree_util.tree_map(lambda u: u * state.scale.astype(u.dtype), updates), state
+
+    return optax.GradientTransformation(init, update)
+
+
+def _is_plateau(x: Any) -> bool:
+    return isinstance(x, PlateauState)
+
+
+def plateau_update(opt_state: Any, value: float, cfg: OptimConfig, *, maximize: bool) -> Any:
+    """``opt_state`` after one ReduceLROnPlateau step on a validation metric ``value``: a value better
+    than the best by the relative margin :data:`PLATEAU_THRESHOLD` resets the count; after more than
+    ``cfg.patience`` validations without one, the scale is multiplied by ``cfg.gamma`` (not below
+    ``cfg.min_lr_ratio``) and the count restarts. Unchanged if the optimizer has no plateau state."""
+
+    def step(st: PlateauState) -> PlateauState:
+        best, bad, scale = float(st.best), int(st.bad), float(st.scale)
+        if math.isnan(best):
+            improved = True
+        elif maximize:
+            improved = value > best * (1 + PLATEAU_THRESHOLD) if best >= 0 else value > best * (1 - PLATEAU_THRESHOLD)
+        else:
+            improved = value < best * (1 - PLATEAU_THRESHOLD) if best >= 0 else value < best * (1 + PLATEAU_THRESHOLD)
+        if improved:
+            best, bad = value, 0
+        else:
+            bad += 1
+        if bad > cfg.patience:
+            scale, bad = max(scale * cfg.gamma, cfg.min_lr_ratio), 0
+        new = (jnp.asarray(scale, jnp.float32), jnp.asarray(best, jnp.float32), jnp.asarray(bad, jnp.int32))
+        # keep each leaf's placement (replicated over the mesh) so the jitted step sees the same shardings
+        return PlateauState(*(jax.device_put(n, getattr(o, "sharding", None)) for n, o in zip(new, st)))
+
+    return jax.tree_util.tree_map(lambda x: step(x) if _is_plateau(x) else x, opt_state, is_leaf=_is_plateau)
+
+
+def plateau_scale(opt_state: Any) -> float | None:
+    """The current ReduceLROnPlateau multiplier, or None without a plateau schedule."""
+    found = [x for x in jax.tree_util.tree_leaves(opt_state, is_leaf=_is_plateau) if _is_plateau(x)]
+    return float(found[0].scale) if found else None
 
 
 def group_hyperparams(opt_state: Any) -> dict[str, dict[str, Any]]:
