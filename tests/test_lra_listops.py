@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+import configs
 from ssm.config import DataConfig
 from ssm.data import DATASETS
 from ssm.data._files import DatasetNotFoundError
@@ -295,3 +296,43 @@ def test_rules_script_prints_the_table_and_names_missing_data(mini, tmp_path):
     bad = subprocess.run([sys.executable, script, str(tmp_path / "nowhere")], capture_output=True, text=True)
     assert bad.returncode == 2 and str(tmp_path / "nowhere" / "listops") in bad.stderr
     assert f"prepare_data.py listops --out {tmp_path / 'nowhere' / 'listops'}" in bad.stderr
+
+
+def _script(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, str(REPO / "scripts" / f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_rules_script_scores_a_trained_model_as_evaluate_does(mini, tmp_path, capsys):
+    # A tiny lra.listops model trained a few steps; the script's per-row answers (length-sorted batches cut
+    # to multiples of 256) must give the accuracy that scripts/evaluate.py computes through the training
+    # system's evaluator on full-length padded batches.
+    import json
+
+    from ssm.config import replace
+    from ssm.train import train
+
+    cfg = replace(
+        configs.get_preset("lra.listops"),
+        model=dict(layer="s4d", measure=None, n_ssm=None, d_model=8, n_layers=1, d_state=4, mask_padding=True),
+        data=dict(root=str(mini), batch_size=8, eval_batch_size=8, num_workers=0, length_bucket=256),
+        optim=dict(warmup_steps=0, decay_steps=None),
+        train=dict(steps=3, eval_every=3, save_every=3, run_dir=str(tmp_path / "run"), progress="none",
+                   async_checkpoint=False, wandb="disabled"),
+    )  # fmt: skip
+    train(cfg, verbose=False)
+    assert _script("listops_rules").main([str(mini), "--depths", "1", "--run", cfg.train.run_dir,
+                                           "--checkpoint", "latest"]) == 0  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    i = lines.index(f"model {cfg.train.run_dir} (latest checkpoint)")
+    table = {ln.rsplit(None, 2)[0]: [float(v.rstrip("%")) for v in ln.split()[-2:]] for ln in lines[i + 1 :]}
+    assert list(table) == ["accuracy", "agrees prior", "agrees outer operator", "agrees depth 1"]
+    for split, col in (("val", 0), ("test", 1)):
+        assert _script("evaluate").main([cfg.train.run_dir, "--split", split, "--checkpoint", "latest"]) == 0
+        want = json.loads(capsys.readouterr().out)["metrics"]["accuracy"]
+        assert table["accuracy"][col] == pytest.approx(100 * want, abs=0.05)  # printed to 0.1%
+    assert all(0.0 <= v <= 100.0 for vals in table.values() for v in vals)

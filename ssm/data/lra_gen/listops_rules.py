@@ -11,7 +11,9 @@ rules get on the same split. Two families:
   below the root (depth 1 applies the outermost operator to its direct digits only). Where that
   leaves an operator with no argument, the outer-operator rule answers.
 
-``python scripts/listops_rules.py DATA`` prints the table for the split that ``--data.root DATA`` reads.
+``python scripts/listops_rules.py DATA`` prints the table for the split that ``--data.root DATA`` reads;
+with ``--run RUN_DIR`` also a trained model's accuracy and how often it answers as each rule does, which
+tells which rule it has learned.
 """
 
 from __future__ import annotations
@@ -72,32 +74,44 @@ def outer_operator(tree: Tree) -> str:
     return "digit" if isinstance(tree, int) else tree[0]
 
 
-def rule_accuracies(
-    train: Iterable[tuple[str, int]], rows: Sequence[tuple[str, int]], depths: Sequence[int] = (1, 2, 3)
-) -> dict[str, float]:
-    """Accuracy on ``rows`` of the prior, the outer-operator rule (both fitted on ``train``) and the
-    depth-``d`` evaluations (falling back to the outer-operator rule)."""
+def rule_predictions(
+    train: Iterable[tuple[str, int]], sources: Sequence[str], depths: Sequence[int] = (1, 2, 3)
+) -> dict[str, list[int]]:
+    """Each rule's answer on ``sources``: the prior and the outer-operator rule (both fitted on
+    ``train``) and the depth-``d`` evaluations (falling back to the outer-operator rule)."""
     labels: Counter[int] = Counter()
     by_op: defaultdict[str, Counter[int]] = defaultdict(Counter)
     for source, label in train:
         labels[int(label)] += 1
         by_op[outer_operator(parse(source))][int(label)] += 1
     if not labels:
-        raise ValueError("rule_accuracies needs at least one training row")
+        raise ValueError("rule_predictions needs at least one training row")
     prior = labels.most_common(1)[0][0]
     op_rule = {op: c.most_common(1)[0][0] for op, c in by_op.items()}
-    if not rows:
-        raise ValueError("rule_accuracies needs at least one row to score")
-
-    trees = [parse(source) for source, _ in rows]
-    targets = [int(label) for _, label in rows]
+    if not sources:
+        raise ValueError("rule_predictions needs at least one row to answer")
+    trees = [parse(source) for source in sources]
     by_rule = [op_rule.get(outer_operator(t), prior) for t in trees]
-
-    def score(predictions: Sequence[int]) -> float:
-        return sum(p == y for p, y in zip(predictions, targets)) / len(targets)
-
-    out = {"prior": score([prior] * len(targets)), "outer operator": score(by_rule)}
+    out = {"prior": [prior] * len(trees), "outer operator": by_rule}
     for d in depths:
         values = [evaluate(t, d) for t in trees]
-        out[f"depth {d}"] = score([r if v is None else v for v, r in zip(values, by_rule)])
+        out[f"depth {d}"] = [r if v is None else v for v, r in zip(values, by_rule)]
     return out
+
+
+def agreement(a: Sequence[int], b: Sequence[int]) -> float:
+    """The fraction of rows where two answer lists agree (accuracy when ``b`` holds the labels)."""
+    if len(a) != len(b) or not a:
+        raise ValueError(f"agreement needs two non-empty lists of one length, got {len(a)} and {len(b)}")
+    return sum(int(x) == int(y) for x, y in zip(a, b)) / len(a)
+
+
+def rule_accuracies(
+    train: Iterable[tuple[str, int]], rows: Sequence[tuple[str, int]], depths: Sequence[int] = (1, 2, 3)
+) -> dict[str, float]:
+    """Accuracy on ``rows`` of every rule of :func:`rule_predictions`."""
+    if not rows:
+        raise ValueError("rule_accuracies needs at least one row to score")
+    targets = [int(label) for _, label in rows]
+    answers = rule_predictions(train, [source for source, _ in rows], depths)
+    return {rule: agreement(pred, targets) for rule, pred in answers.items()}
