@@ -51,15 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     labelled = {s: rows(s) for s in splits}
     answers = {s: rule_predictions(train, [src for src, _ in labelled[s]], args.depths) for s in splits}
     labels = {s: [y for _, y in labelled[s]] for s in splits}
-    print(f"{'rule':<16}" + "".join(f"{s:>8}" for s in splits))
+    print(f"{'rule':<24}" + "".join(f"{s:>8}" for s in splits))
     for rule in answers["val"]:
-        print(f"{rule:<16}" + "".join(f"{100 * agreement(answers[s][rule], labels[s]):>7.1f}%" for s in splits))
+        print(f"{rule:<24}" + "".join(f"{100 * agreement(answers[s][rule], labels[s]):>7.1f}%" for s in splits))
     if args.run:
         model_answers = {s: _model_answers(args.run, args.checkpoint, args.root, s) for s in splits}
         print(f"\nmodel {args.run} ({args.checkpoint} checkpoint)")
-        print(f"{'accuracy':<16}" + "".join(f"{100 * agreement(model_answers[s], labels[s]):>7.1f}%" for s in splits))
+        print(f"{'accuracy':<24}" + "".join(f"{100 * agreement(model_answers[s], labels[s]):>7.1f}%" for s in splits))
         for rule in answers["val"]:
-            print(f"{'agrees ' + rule:<16}"
+            print(f"{'agrees ' + rule:<24}"
                   + "".join(f"{100 * agreement(model_answers[s], answers[s][rule]):>7.1f}%" for s in splits))  # fmt: skip
     return 0
 
