@@ -14,15 +14,15 @@ Every array of the model gets one of three labels:
 All peak rates follow one schedule shape (:func:`schedule`). The ``plateau`` schedule (PyTorch's
 ReduceLROnPlateau, stepped at each validation) multiplies every update by a scale held in the optimizer
 state (:class:`PlateauState`, so checkpoints carry it); the training loop calls :func:`plateau_update`
-with each validation metric.
+with each validation metric. (``optax.contrib.reduce_on_plateau`` takes the metric inside every update,
+so it cannot be stepped by validations alone.)
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
-
-import math
 
 import equinox as eqx
 import jax
