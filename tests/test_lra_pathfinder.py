@@ -17,7 +17,7 @@ from scipy import ndimage
 
 from ssm.config import DataConfig
 from ssm.data import DATASETS
-from ssm.data._files import DatasetNotFoundError
+from ssm.data._files import CorruptFileError, DatasetNotFoundError
 from ssm.data.lra_gen import pathfinder as pf
 
 DISTRACTORS = {32: 5, 64: 5, 128: 8, 256: 7}  # LRA: 20, 22, 35, 30 // (14 // 3)
@@ -213,7 +213,10 @@ def test_reader_release_fixture_order_and_empty_images(tmp_path):
         np.testing.assert_array_equal(a["pixels"][k], img.reshape(-1))
         assert a["labels"][k] == lab
     cfg = DataConfig(name="pathfinder", root=str(tmp_path), resolution=32, contour=6)
-    assert [len(DATASETS["pathfinder"].load(cfg, s)) for s in ("train", "val", "test")] == [6, 0, 0]
+    assert len(DATASETS["pathfinder"].load(cfg, "train")) == 6
+    for split in ("val", "test"):  # 6 images leave ⌊6/10⌋ = 0 for val and test: refused, not skipped
+        with pytest.raises(CorruptFileError, match=f"pathfinder {split} split.*holds no examples"):
+            DATASETS["pathfinder"].load(cfg, split)
 
 
 def test_missing_pathx_error_names_path_layout_and_command(tmp_path):

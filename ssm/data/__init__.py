@@ -4,7 +4,7 @@
 from types import ModuleType
 
 from ssm.data import aan, bidmc, cifar, digits, fsdd, imdb, mnist, mnist_gen
-from ssm.data import listops, pathfinder
+from ssm.data import listops, pathfinder, validate
 from ssm.data.audio import DATASETS as _AUDIO
 from ssm.data.informer import DATASETS as _INFORMER
 from ssm.data.speech_commands import DATASETS as _SPEECH_COMMANDS
@@ -29,6 +29,8 @@ DATASETS: dict[str, ModuleType] = {
     "listops": listops,  # LRA ListOps (release or scripts/prepare_data.py listops)
     "pathfinder": pathfinder,  # LRA Pathfinder / Path-X (resolution 128)
 }
+for _name, _module in DATASETS.items():  # every split a registered loader returns is checked
+    validate.install(_name, _module)
 
 
 def get_dataset(name: str) -> ModuleType:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: caches are built by validating readers and keyed by content hashes
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -35,11 +35,17 @@ class DatasetNotFoundError(FileNotFoundError):
 
 
 class CorruptFileError(ValueError):
-    """A dataset file exists but is truncated or malformed."""
+    """A dataset file (or folder) exists but is truncated, malformed or holds invalid values.
 
-    def __init__(self, path: Path | str, problem: str):
-        self.path = Path(path)
-        super().__init__(f"Corrupt or truncated dataset file {path}: {problem}")
+    The message names the file, the record (``"line 12"``, ``"record 5"``) when there is one, the
+    problem and, when given, the fix: ``Bad dataset file <path>, line 12: <problem>. Fix: <fix>``.
+    """
+
+    def __init__(self, path: Path | str, problem: str, *, record: str | None = None, fix: str | None = None,
+                 what: str = "dataset file"):  # fmt: skip
+        self.path, self.record, self.problem, self.fix = Path(path), record, problem, fix
+        where = f"{path}, {record}" if record else f"{path}"
+        super().__init__(f"Bad {what} {where}: {problem}" + (f". Fix: {fix}" if fix else ""))
 
 
 def data_root(cfg) -> Path:
@@ -91,12 +97,17 @@ def cached(
 ) -> dict[str, np.ndarray]:
     """Preprocessed arrays, built once and kept as ``.npz`` keyed by options and source files.
 
-    The key includes each source's size and mtime, so an edited or replaced file rebuilds.
+    The key holds a content hash of every source file (a folder stands for the files directly in
+    it), so any edit rebuilds, even one in place that keeps the size and the mtime
+    (see :func:`ssm.data.fingerprint.fingerprints`).
     """
-    sig = [(str(Path(s).resolve()), os.stat(s).st_size, os.stat(s).st_mtime_ns) for s in sources]
+    from ssm.data.fingerprint import fingerprints
+
+    cache_dir = _cache_dir(root)
+    sig = fingerprints(sources, cache_dir)
     key = json.dumps([CACHE_VERSION, name, options, sig], sort_keys=True, default=str)
     digest = hashlib.sha1(key.encode()).hexdigest()[:16]
-    path = _cache_dir(root) / f"{name}-{digest}.npz"
+    path = cache_dir / f"{name}-{digest}.npz"
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as z:
