@@ -29,6 +29,7 @@ from ssm.data._files import (
     source,
 )
 from ssm.data.base import DatasetInfo
+from ssm.data import validate
 
 SEQ_LEN = 6400
 RATE = 8000
@@ -77,6 +78,9 @@ def _arrays(root: Path, seq_len: int) -> dict[str, np.ndarray]:
                 raise CorruptFileError(f, "recording has no samples")
             x[i, : len(s)] = s
             n[i], label[i], index[i] = len(s), int(m.group(1)), int(m.group(3))
+        folder, fix = files[0].parent, "restore the full recordings/ folder of the release (2,500 train and 500 test clips)"
+        validate.not_empty(folder, int((index < 5).sum()), "the test split (recordings with index 0-4, e.g. 0_jackson_0.wav)", fix)
+        validate.not_empty(folder, int((index >= 5).sum()), "the train split (recordings with index 5-49)", fix)
         return {"x": x, "lengths": n, "labels": label, "index": index}
 
     return cached(root, "fsdd", {"seq_len": seq_len}, files, build)

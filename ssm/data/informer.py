@@ -34,6 +34,7 @@ from ssm.data._files import (
     source,
 )
 from ssm.data.base import DatasetInfo
+from ssm.data import validate
 
 SPECS = {  # name: (file, folder, default target, kind)
     "etth1": ("ETTh1.csv", "etth", "OT", "ett_hour"),
@@ -72,9 +73,22 @@ def read_csv(path: Path) -> tuple[list[str], np.ndarray]:
             raise CorruptFileError(path, f"line {i} has {len(r)} columns, header has {len(head) + 1}")
         try:
             values[i - 2] = [float(v) for v in r[1:]]
-        except ValueError as e:
-            raise CorruptFileError(path, f"line {i}: {e}") from None
+        except ValueError:
+            j = next(j for j, v in enumerate(r[1:]) if not _is_float(v))
+            raise CorruptFileError(path, f"value {validate.cut(r[j + 1])} is not a number", record=f"line {i}, column {head[j]!r}",
+                                   fix="write a decimal number in every cell after 'date'") from None  # fmt: skip
+    validate.not_empty(path, len(body), "the table (no rows after the header)", "restore the file from the release")
+    line_of = [k for k, r in enumerate(rows[1:], 2) if r]
+    validate.finite(path, values, record=lambda k: f"line {line_of[k]}", columns=head)
     return head, values
+
+
+def _is_float(v: str) -> bool:
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False
 
 
 def borders(kind: str, n: int, L: int) -> dict[str, tuple[int, int]]:

@@ -12,7 +12,6 @@ then tokens by descending count (torchtext order), 18 entries on the release; ri
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from ssm.data._files import (
     torchtext_vocab,
 )
 from ssm.data.base import DatasetInfo
+from ssm.data import validate
 
 SEQ_LEN = 2048
 SPECIALS = ("<pad>", "<unk>", "<eos>")
@@ -68,20 +68,43 @@ def tokenize(text: str) -> list[str]:
     return text.replace("(", "").replace(")", "").replace("]", "X").split()
 
 
+ALPHABET = frozenset("( ) ] [MIN [MAX [MED [SM 0 1 2 3 4 5 6 7 8 9".split())
+
+
 def read_tsv(path: Path) -> tuple[list[str], np.ndarray]:
-    """(sources, labels) of one release TSV; a bad header or row raises naming the file and line."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f, delimiter="\t"))
-    if not rows or [c.strip() for c in rows[0]] != ["Source", "Target"]:
-        raise CorruptFileError(path, f"expected the header 'Source<TAB>Target', got {rows[:1]!r}")
+    """(sources, labels) of one release TSV; a bad header, row, token or label, or a file without
+    rows, raises naming the file and line (the row cut to a few dozen characters).
+
+    Read line by line, not with :mod:`csv`: the release never quotes a field (the csv writer quotes
+    only fields holding a tab, quote or newline, which expressions never do), the csv reader refuses
+    fields over 128 KiB, and a stray quote would make it join many lines into one field."""
+    fix = f"regenerate the file (scripts/prepare_data.py listops) or restore it from the LRA release"
+    try:
+        lines = path.read_bytes().decode("utf-8").split("\n")
+    except UnicodeDecodeError as e:
+        raise CorruptFileError(path, f"not UTF-8 text (byte {e.start})", fix=fix) from None
+    head = lines[0].rstrip("\r").split("\t")
+    if [c.strip() for c in head] != ["Source", "Target"]:
+        raise CorruptFileError(path, f"expected the header 'Source<TAB>Target', got {validate.cut(lines[0])}", record="line 1", fix=fix)
     texts, labels = [], []
-    for line, row in enumerate(rows[1:], start=2):
-        if not row:
+    for line, text in enumerate(lines[1:], start=2):
+        row = text.rstrip("\r").split("\t")
+        if row == [""]:
             continue
-        if len(row) != 2 or not row[1].strip().isdigit() or not 0 <= int(row[1]) <= 9:
-            raise CorruptFileError(path, f"line {line}: expected '<expression><TAB><0-9>', got {row!r}")
+        where = f"line {line}"
+        if len(row) != 2:
+            raise CorruptFileError(path, f"{len(row)} tab-separated fields, expected '<expression><TAB><0-9>': "
+                                   f"{validate.cut(text)}", record=where, fix=fix)  # fmt: skip
+        label = row[1].strip()
+        if not (label.isdigit() and 0 <= int(label) <= 9):
+            raise CorruptFileError(path, f"label {validate.cut(row[1])} is not a digit 0-9", record=where, fix=fix)
+        odd = set(row[0].split()) - ALPHABET
+        if odd:
+            raise CorruptFileError(path, f"token {validate.cut(min(odd))} is not ListOps ([MIN [MAX [MED [SM ] ( ) 0-9)"
+                                   f" in {validate.cut(row[0])}", record=where, fix=fix)  # fmt: skip
         texts.append(row[0])
-        labels.append(int(row[1]))
+        labels.append(int(label))
+    validate.not_empty(path, len(texts), "the split (no rows after the header)", fix)
     return texts, np.asarray(labels, np.int32)
 
 

@@ -27,6 +27,7 @@ from ssm.data._files import (
     source,
 )
 from ssm.data.base import DatasetInfo
+from ssm.data import validate
 
 _STEMS = {
     "train_images": "train-images{}idx3-ubyte",
@@ -120,6 +121,7 @@ def _arrays(root: Path) -> dict[str, np.ndarray]:
                 )
             if x.shape[1:] != (28, 28):
                 raise CorruptFileError(files[f"{part}_images"], f"images are {x.shape[1:]}, expected (28, 28)")
+            validate.labels_in_range(files[f"{part}_labels"], y, 10, record=lambda i: f"label record {i} (byte {8 + i})")
             out[f"{part}_x"], out[f"{part}_y"] = x.reshape(len(x), 784), y
         return out
 

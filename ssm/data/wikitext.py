@@ -32,6 +32,7 @@ from ssm.data._files import (
     source,
 )
 from ssm.data.base import DatasetInfo
+from ssm.data import validate
 
 SEQ_LEN = {"wt103": 8192, "wt2": 512}
 FOLDERS = {
@@ -90,6 +91,10 @@ def _arrays(root: Path, name: str) -> dict[str, np.ndarray]:
 
     def build():
         lines = {s: tokenize_lines(p) for s, p in files.items()}
+        for s, ls in lines.items():  # a split needs 2 tokens: one input and the next as its target
+            words = sum(len(toks) - 1 for toks in ls)
+            validate.not_empty(files[s], words, f"the {s} split (no words; {len(ls)} line(s))",
+                               f"restore {files[s].name} from the {name} release")  # fmt: skip
         counted = lines["train"] if name == "wt103" else lines["train"] + lines["val"] + lines["test"]
         vocab = build_vocab(counted)
         index = {t: i for i, t in enumerate(vocab)}
