@@ -34,6 +34,7 @@ from ssm.data._files import (
     source,
 )
 from ssm.data.base import DatasetInfo
+from ssm.data import validate
 
 RATE = 16000
 DIGITS = "zero one two three four five six seven eight nine".split()
@@ -104,7 +105,12 @@ def _module(name: str) -> types.ModuleType:
             files += fs
         lists = {}
         for s, n in (("val", "validation_list.txt"), ("test", "testing_list.txt")):
-            lists[s] = {line.strip() for line in (d / n).read_text().splitlines() if line.strip()}
+            try:
+                text = (d / n).read_bytes().decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise CorruptFileError(d / n, f"not UTF-8 text (byte {e.start})", fix="restore it from the release") from None
+            lists[s] = {line.strip() for line in text.splitlines() if line.strip()}
+            validate.not_empty(d / n, len(lists[s]), f"the {s} list", "restore it from the release")
         rel = lambda f: f"{f.parent.name}/{f.name}"
         out = {"train": [], "val": [], "test": []}
         for f in files:
@@ -138,8 +144,7 @@ def _module(name: str) -> types.ModuleType:
             n = len(all_files)
             a, b = int(n * TRAIN_PERCENTAGE), int(n * (TRAIN_PERCENTAGE + (1 - TRAIN_PERCENTAGE) / 2))
             files = {"train": all_files[:a], "val": all_files[a:b], "test": all_files[b:]}[split]
-        if not files:
-            raise ValueError(f"{name}: the {split} split is empty ({d}); it needs more files")
+        validate.not_empty(d, len(files), f"the {split} split", "add the missing .wav files (each split needs at least one)")
 
         def build():
             xs, ys, ns = [], [], []

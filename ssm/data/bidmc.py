@@ -28,6 +28,7 @@ from ssm.data._files import (
     source,
 )
 from ssm.data.base import DatasetInfo
+from ssm.data import validate
 
 TARGETS = ("HR", "RR", "SpO2")
 SEQ_LEN = 4000
@@ -43,7 +44,7 @@ def _target(cfg) -> str:
 
 def read_ts(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """A Monash ``.ts`` regression file → (series (N, length, dims) float64, targets (N,))."""
-    xs, ys = [], []
+    xs, ys, at = [], [], []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as e:
@@ -68,9 +69,13 @@ def read_ts(path: Path) -> tuple[np.ndarray, np.ndarray]:
             raise CorruptFileError(path, f"line {i}: series lengths/dimensions differ from the first series")
         xs.append(np.stack(dims, axis=1))
         ys.append(y)
+        at.append(i)
     if not in_data or not xs:
         raise CorruptFileError(path, "no '@data' section or no series")
-    return np.stack(xs), np.asarray(ys)
+    x, y = np.stack(xs), np.asarray(ys)
+    validate.finite(path, x, record=lambda k: f"line {at[k]} (series {k})")
+    validate.finite(path, y, record=lambda k: f"line {at[k]} (target of series {k})")
+    return x, y
 
 
 def _arrays(root: Path, t: str) -> dict[str, np.ndarray]:
@@ -85,6 +90,12 @@ def _arrays(root: Path, t: str) -> dict[str, np.ndarray]:
                     out[n[:-4]] = np.load(npy / n, allow_pickle=False)
                 except Exception as e:
                     raise CorruptFileError(npy / n, f"cannot read .npy ({e})") from e
+                validate.finite(npy / n, out[n[:-4]], record=lambda k: f"record {k}")
+            for s in ("train", "valid", "test"):
+                x, y = out[f"{s}x"], out[f"{s}y"]
+                if x.ndim != 3 or x.shape[2] != 2 or len(y) != len(x):
+                    raise CorruptFileError(npy / f"{s}x.npy", f"shape {x.shape} with {len(y)} targets in {s}y.npy; "
+                                           "expected (N, 4000, 2) series and N targets", fix="rerun S4's prepare/bidmc")  # fmt: skip
             return out
 
         return cached(root, f"bidmc-{t}", {}, [npy / n for n in names], build_npy)

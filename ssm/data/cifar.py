@@ -29,6 +29,7 @@ from ssm.data._files import (
     source,
 )
 from ssm.data.base import DatasetInfo
+from ssm.data import validate
 
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.247, 0.243, 0.261)
@@ -66,6 +67,7 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(d["labels"])
     if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072 or len(y) != len(x):
         raise CorruptFileError(path, f"data is {x.dtype}{x.shape} with {len(y)} labels; expected uint8 (N, 3072)")
+    validate.labels_in_range(path, y, 10, record=lambda i: f"image {i} of the batch", fix="restore the batch from cifar-10-python.tar.gz")
     return x, y.astype(np.int32)
 
 

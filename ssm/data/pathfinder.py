@@ -27,6 +27,7 @@ from PIL import Image
 
 from ssm.data._files import CorruptFileError, DatasetNotFoundError, cached, check_split, data_root, opt
 from ssm.data.base import DatasetInfo
+from ssm.data import validate
 
 SIZES = (32, 64, 128, 256)
 DIFFICULTY = {6: "curv_baseline", 9: "curv_contour_length_9", 14: "curv_contour_length_14"}
@@ -97,7 +98,8 @@ def read_metadata(folder: Path) -> tuple[list[Path], np.ndarray]:
                 continue
             f = line.split(" ")
             if len(f) < 4 or f[3] not in ("0", "1"):
-                raise CorruptFileError(meta, f"line {k}: expected '<folder> <file> <n> <label 0/1> ...', got {line!r}")
+                raise CorruptFileError(meta, f"expected '<folder> <file> <n> <label 0/1> ...', got {validate.cut(line)}",
+                                       record=f"line {k}", fix="regenerate it (scripts/prepare_data.py pathfinder) or restore it from the LRA release")  # fmt: skip
             paths.append(folder / f[0] / f[1])
             labels.append(int(f[3]))
     return paths, np.asarray(labels, np.int32)

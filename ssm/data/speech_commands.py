@@ -35,6 +35,7 @@ from ssm.data._files import (
     source,
 )
 from ssm.data.base import DatasetInfo
+from ssm.data import validate
 
 ALL_CLASSES = (
     "bed cat down five forward go house left marvin no on right sheila tree up visual yes backward bird "
@@ -129,10 +130,16 @@ def _clips(d: Path, classes) -> tuple[list[Path], np.ndarray]:
 
 
 def _read_list(path: Path, d: Path) -> set[str]:
-    names = {line.strip() for line in path.read_text().splitlines() if line.strip()}
-    for n in names:
-        if not (d / n).is_file():
-            raise CorruptFileError(path, f"lists {n!r}, which is not in {d}")
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise CorruptFileError(path, f"not UTF-8 text (byte {e.start})", fix="restore it from the release archive") from None
+    names = {line.strip() for line in lines if line.strip()}
+    for k, line in enumerate(lines, 1):
+        if line.strip() and not (d / line.strip()).is_file():
+            raise CorruptFileError(path, f"lists {validate.cut(line.strip())}, which is not in {d}", record=f"line {k}",
+                                   fix="restore the clip or the list from the release archive")  # fmt: skip
+    validate.not_empty(path, len(names), "the clip list", "restore it from the release archive")
     return names
 
 
@@ -152,6 +159,8 @@ def _raw(name: str, root: Path) -> dict[str, np.ndarray]:
             val, test = (_read_list(p, d) for p in lists)
             rel = [f"{f.parent.name}/{f.name}" for f in files]
             split = np.asarray([2 if r in test else 1 if r in val else 0 for r in rel], np.int8)
+            validate.not_empty(d, int((split == 0).sum()), "the train split (clips in neither list)",
+                               "restore the word folders from the release archive")  # fmt: skip
         else:
             from sklearn.model_selection import train_test_split
 
