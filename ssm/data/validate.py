@@ -74,7 +74,7 @@ def labels_in_range(
     if hit is not None:
         i, n = hit
         raise CorruptFileError(
-            path, f"label {y.reshape(len(y), -1)[i][0]!r} is outside 0..{n_classes - 1}{_count(n, len(y), 'labels')}",
+            path, f"label {y.reshape(len(y), -1)[i][0].item()!r} is outside 0..{n_classes - 1}{_count(n, len(y), 'labels')}",
             record=record(i), fix=fix or f"correct or remove the record; this dataset has {n_classes} classes",
         )  # fmt: skip
 
