@@ -111,11 +111,15 @@ def not_empty(path: Path, n: int, what: str, fix: str) -> None:
 
 
 def _arrays(src: Any) -> dict[str, np.ndarray]:
-    """The per-example arrays of a source: ``ArraySource.arrays``, else its first and last
-    examples stacked (lazy sources such as forecasting windows or pixel batches)."""
+    """The per-example arrays of a source: ``ArraySource.arrays``; else its ``inputs``/``targets``
+    arrays when it keeps them (noise-padded images: reading an example would draw noise); else its
+    first and last examples stacked (lazy sources such as forecasting windows or pixel batches)."""
     arrays = getattr(src, "arrays", None)
     if arrays is not None:
         return dict(arrays)
+    kept = {k: getattr(src, k, None) for k in ("inputs", "targets")}
+    if all(isinstance(v, np.ndarray) and len(v) == len(src) for v in kept.values()):
+        return kept
     picks = [src[0]] if len(src) == 1 else [src[0], src[len(src) - 1]]
     return {k: np.stack([np.asarray(p[k]) for p in picks]) for k in picks[0]}
 
