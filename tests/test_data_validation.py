@@ -327,6 +327,20 @@ def test_every_registered_loader_is_checked():
         bad.load(types.SimpleNamespace(root="/r"), "test")
 
 
+def test_optional_split_is_announced_once(tmp_path, capsys):
+    from test_data_imdb import write_acl
+
+    write_acl(tmp_path)
+    m = types.SimpleNamespace(info=DATASETS["imdb"].info, load=DATASETS["imdb"].load.__wrapped__,
+                              SPLIT_NOTES=DATASETS["imdb"].SPLIT_NOTES)  # a fresh install: the note not yet given
+    validate.install("imdb", m)
+    cfg = DataConfig(name="imdb", root=str(tmp_path), seq_len=16)
+    assert len(m.load(cfg, "val")) == len(m.load(cfg, "test"))
+    m.load(cfg, "val")
+    err = capsys.readouterr().err
+    assert err.count("imdb val: the release has no validation split; the test split is used for validation") == 1
+
+
 def test_cut_keeps_messages_short():
     assert validate.cut("abc") == "'abc'"
     long = validate.cut("x" * 5000)

@@ -34,6 +34,7 @@ from ssm.data import validate
 SEQ_LEN = 4096
 MIN_FREQ = 15
 SPECIALS = ("<pad>", "<unk>", "<eos>")
+SPLIT_NOTES = {"val": "the release has no validation split; the test split is used for validation (as LRA and S4)"}
 LAYOUT = """  <root>/imdb/aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt   (or <root>/aclImdb/...)
   or a prepared tensorflow-datasets directory <root>[/tensorflow_datasets]/imdb_reviews/plain_text/<version>/
      with array_record shards"""

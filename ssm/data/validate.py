@@ -185,17 +185,23 @@ def check_split(name: str, split: str, src: Any, info: Any, cfg: Any) -> None:
 
 
 def install(name: str, module: Any) -> Any:
-    """Make ``module.load`` run :func:`check_split` on every split it returns (once per module)."""
+    """Make ``module.load`` run :func:`check_split` on every split it returns (once per module),
+    and announce on stderr, once per process, a split the dataset replaces by another (its
+    ``SPLIT_NOTES``, e.g. IMDB's validation split that is the test split)."""
     load = module.load
     if getattr(load, "_validated", False):
         return module
+    notes = dict(getattr(module, "SPLIT_NOTES", {}))
 
     def validated_load(cfg, split: str):
         src = load(cfg, split)
         check_split(name, split, src, module.info(cfg), cfg)
+        if split in notes:
+            print(f"[ssm] {name} {split}: {notes.pop(split)}", file=sys.stderr)
         return src
 
     validated_load._validated = True  # type: ignore[attr-defined]
+    validated_load.__wrapped__ = load  # type: ignore[attr-defined]
     validated_load.__doc__ = load.__doc__
     module.load = validated_load
     return module
