@@ -155,6 +155,27 @@ def test_cache_is_rebuilt_after_same_size_same_mtime_edit(tmp_path):
     assert int(load("listops", tmp_path, seq_len=16)[0]["targets"]) == 2
 
 
+def test_pathfinder_cache_sees_an_edited_image(tmp_path):
+    from PIL import Image
+
+    d = tmp_path / "pathfinder" / "pathfinder32" / "curv_baseline"
+    (d / "imgs" / "0").mkdir(parents=True)
+    (d / "metadata").mkdir()
+    for i in range(10):
+        Image.fromarray(np.full((32, 32), i, np.uint8), "L").save(d / "imgs" / "0" / f"sample_{i}.png")
+    (d / "metadata" / "0.npy").write_text("".join(f"imgs/0 sample_{i}.png {i} {i % 2}\n" for i in range(10)))
+    cfg = DataConfig(name="pathfinder", root=str(tmp_path), resolution=32, contour=6)
+    before = DATASETS["pathfinder"]._arrays(tmp_path, 32, 6)["pixels"][4]
+    path = d / "imgs" / "0" / "sample_4.png"
+    st = os.stat(path)
+    Image.fromarray(np.full((32, 32), 200, np.uint8), "L").save(path)  # same size: a constant image
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(path).st_size == st.st_size
+    after = DATASETS["pathfinder"]._arrays(tmp_path, 32, 6)["pixels"][4]
+    assert before[0] == 4 and after[0] == 200
+    assert len(DATASETS["pathfinder"].load(cfg, "test")) == 1
+
+
 def test_settled_hash_is_reused_and_a_changed_file_rehashed(tmp_path, monkeypatch):
     (tmp_path / "src").mkdir()
     f = tmp_path / "src" / "a.bin"

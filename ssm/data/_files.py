@@ -104,7 +104,7 @@ def cached(
     from ssm.data.fingerprint import fingerprints
 
     cache_dir = _cache_dir(root)
-    sig = fingerprints(sources, cache_dir)
+    sig = fingerprints(sources, cache_dir, name)
     key = json.dumps([CACHE_VERSION, name, options, sig], sort_keys=True, default=str)
     digest = hashlib.sha1(key.encode()).hexdigest()[:16]
     path = cache_dir / f"{name}-{digest}.npz"

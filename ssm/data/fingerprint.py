@@ -7,8 +7,8 @@ tick of a few ms; 1–2 s on some file systems), so two writes within one tick s
 hash of the content catches every edit.
 
 Hashing every start would cost seconds on the big sources (WikiText-103 ≈ 0.5 GB, Speech Commands
-≈ 2.3 GB in 105k clips), so a file's hash is remembered in ``<cache>/hashes.json`` under its
-``(size, mtime_ns, ctime_ns, inode, device)``. The ctime cannot be set from user space: any write
+≈ 2.3 GB in 105k clips), so a file's hash is remembered in ``<cache>/hashes-<name>.json`` (one per
+cached dataset) under its ``(size, mtime_ns, ctime_ns, inode, device)``. The ctime cannot be set from user space: any write
 or ``utime`` moves it to "now". A remembered hash is therefore trusted only if it was computed at
 least :data:`RACY_S` seconds after the file's last mtime/ctime: a later edit then necessarily gives
 a later ctime, a different key and a fresh hash. A hash taken while the file was that fresh (an
@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 RACY_S = 2.0  # seconds: more than any file-system timestamp tick (FAT: 2 s)
-MEMO = "hashes.json"
 _memo: dict[str, tuple[int, dict]] = {}  # cache folder -> (memo file mtime_ns, entries)
 
 
@@ -52,13 +51,12 @@ def expand(sources: Sequence[Path]) -> list[Path]:
     return out
 
 
-def _load_memo(cache_dir: Path) -> dict:
-    f = cache_dir / MEMO
+def _load_memo(f: Path) -> dict:
     try:
         stamp = f.stat().st_mtime_ns
     except OSError:
         return {}
-    key = str(cache_dir)
+    key = str(f)
     if key in _memo and _memo[key][0] == stamp:
         return _memo[key][1]
     try:
@@ -70,20 +68,22 @@ def _load_memo(cache_dir: Path) -> dict:
     return entries
 
 
-def _save_memo(cache_dir: Path, entries: dict) -> None:
+def _save_memo(memo: Path, entries: dict) -> None:
     try:
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp.json")
+        fd, tmp = tempfile.mkstemp(dir=memo.parent, suffix=".tmp.json")
         with os.fdopen(fd, "w") as f:
             json.dump(entries, f)
-        os.replace(tmp, cache_dir / MEMO)
-        _memo[str(cache_dir)] = ((cache_dir / MEMO).stat().st_mtime_ns, entries)
+        os.replace(tmp, memo)
+        _memo[str(memo)] = (memo.stat().st_mtime_ns, entries)
     except OSError:  # read-only or full cache folder: hashes are recomputed next time
         pass
 
 
-def fingerprints(sources: Sequence[Path], cache_dir: Path) -> list[tuple[str, int, str]]:
-    """``(path, size, content hash)`` of every source file, hashes remembered as described above."""
-    entries = dict(_load_memo(cache_dir))
+def fingerprints(sources: Sequence[Path], cache_dir: Path, name: str = "data") -> list[tuple[str, int, str]]:
+    """``(path, size, content hash)`` of every source file, hashes remembered (in
+    ``<cache_dir>/hashes-<name>.json``) as described above."""
+    memo = cache_dir / f"hashes-{name}.json"
+    entries = dict(_load_memo(memo))
     changed = False
     out = []
     for p in expand(sources):
@@ -99,5 +99,5 @@ def fingerprints(sources: Sequence[Path], cache_dir: Path) -> list[tuple[str, in
             changed = True
         out.append((name, st.st_size, e["hash"]))
     if changed:
-        _save_memo(cache_dir, entries)
+        _save_memo(memo, entries)
     return out

@@ -142,8 +142,9 @@ def _arrays(root: Path, size: int, contour: int) -> dict[str, np.ndarray]:
             pixels = pixels[keep]
         return {"pixels": pixels, "labels": labels[keep]}
 
+    images = sorted(p for p in (folder / "imgs").iterdir() if p.is_dir()) if (folder / "imgs").is_dir() else []
     return cached(root, f"pathfinder{size}-{contour}", {"size": size, "contour": contour},
-                  metadata_files(folder), build)  # fmt: skip
+                  metadata_files(folder) + images, build)  # fmt: skip
 
 
 def split_indices(n: int, seed: int = SPLIT_SEED) -> dict[str, np.ndarray]:
