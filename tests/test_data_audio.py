@@ -77,6 +77,7 @@ def test_missing_and_corrupt(tmp_path):
         audio.DATASETS["youtubemix"].load(DataConfig(name="youtubemix", root=str(tmp_path)), "train")
     d = tmp_path / "youtube_mix"
     d.mkdir()
-    write_wav(d / "x.wav", np.zeros(10, np.int16), 8000)
-    with pytest.raises(CorruptFileError, match="x.wav.*16 kHz"):
+    for i in range(9):  # 9 files: the smallest folder whose 88/6/6 % split leaves a file to each split
+        write_wav(d / f"x{i}.wav", np.zeros(10, np.int16), 8000)
+    with pytest.raises(CorruptFileError, match="x8.wav.*16 kHz"):
         audio.DATASETS["youtubemix"].load(DataConfig(name="youtubemix", root=str(tmp_path), seq_len=4), "test")

@@ -54,6 +54,15 @@ def test_mnist_label_11_names_file_and_record(tmp_path):
         assert "train-labels-idx1-ubyte.gz, label record 3 (byte 11): label 11 is outside 0..9" in msg
 
 
+def test_validation_split_too_small_or_switched_off(tmp_path, capsys):
+    write_mnist(tmp_path / "mnist", n_train=4, n_test=3)
+    with pytest.raises(ValueError, match=r"val_fraction = 0.1 of 4 training examples leaves 0 for validation.*--data.val-fraction 0"):
+        load("mnist", tmp_path, "train")
+    assert len(load("mnist", tmp_path, "train", val_fraction=0.0)) == 4
+    assert len(load("mnist", tmp_path, "val", val_fraction=0.0)) == 0
+    assert "[ssm] mnist: no validation split (data.val_fraction = 0); validation is skipped" in capsys.readouterr().err
+
+
 def write_ett_cell(root, line: int, column: str, value: str):
     write_ett(root, n=14400)
     path = root / "informer" / "etth" / "ETTh1.csv"

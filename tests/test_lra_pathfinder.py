@@ -199,24 +199,24 @@ def test_reader_release_fixture_order_and_empty_images(tmp_path):
         (d / "imgs" / str(b)).mkdir(parents=True)
         (d / "metadata").mkdir(exist_ok=True)
         lines = []
-        for i in range(3):
+        for i in range(5):
             a = rng.integers(0, 256, (32, 32), dtype=np.uint8)
             Image.fromarray(a, "L").save(d / "imgs" / str(b) / f"sample_{i}.png")
             lines.append(f"imgs/{b} sample_{i}.png {i} {i % 2} 1.0 6 2 2 0.5 1 1")
             expected.append((a, i % 2))
-        (d / "imgs" / str(b) / "sample_3.png").write_bytes(b"")  # the release's empty file
-        lines.append(f"imgs/{b} sample_3.png 3 1 1.0 6 2 2 0.5 1 1")
+        (d / "imgs" / str(b) / "sample_5.png").write_bytes(b"")  # the release's empty file
+        lines.append(f"imgs/{b} sample_5.png 5 1 1.0 6 2 2 0.5 1 1")
         (d / "metadata" / f"{b}.npy").write_text("\n".join(lines) + "\n")
     a = DATASETS["pathfinder"]._arrays(tmp_path, 32, 6)
-    assert a["pixels"].shape == (6, 1024)
+    assert a["pixels"].shape == (10, 1024)
     for k, (img, lab) in enumerate(expected):
         np.testing.assert_array_equal(a["pixels"][k], img.reshape(-1))
         assert a["labels"][k] == lab
     cfg = DataConfig(name="pathfinder", root=str(tmp_path), resolution=32, contour=6)
-    assert len(DATASETS["pathfinder"].load(cfg, "train")) == 6
-    for split in ("val", "test"):  # 6 images leave ⌊6/10⌋ = 0 for val and test: refused, not skipped
-        with pytest.raises(CorruptFileError, match=f"pathfinder {split} split.*holds no examples"):
-            DATASETS["pathfinder"].load(cfg, split)
+    assert [len(DATASETS["pathfinder"].load(cfg, s)) for s in ("train", "val", "test")] == [8, 1, 1]
+    (d / "imgs" / "10" / "sample_4.png").write_bytes(b"")  # 9 images leave ⌊9/10⌋ = 0: refused, not skipped
+    with pytest.raises(CorruptFileError, match=r"metadata: the val and test splits \(⌊N/10⌋ of N = 9 non-empty"):
+        DATASETS["pathfinder"].load(cfg, "train")
 
 
 def test_missing_pathx_error_names_path_layout_and_command(tmp_path):

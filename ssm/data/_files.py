@@ -138,6 +138,11 @@ def holdout_split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     n_val = int(round(n * val_fraction))
+    if val_fraction > 0 and not 0 < n_val < n:
+        raise ValueError(
+            f"data.val_fraction = {val_fraction} of {n} training examples leaves {n_val} for validation and "
+            f"{n - n_val} for training; add examples, or pass --data.val-fraction 0 to train without validation"
+        )
     perm = np.random.default_rng(seed).permutation(n)
     return np.sort(perm[: n - n_val]), np.sort(perm[n - n_val :])
 

@@ -138,13 +138,15 @@ def _module(name: str) -> types.ModuleType:
         d = locate(root)
         L = opt(cfg, "seq_len", default_len)
         if name == "sc09":
-            files = sc09_files(d)[split]
+            parts = sc09_files(d)
         else:
             all_files = sorted(d.glob("*.wav"), key=natural_key)
             n = len(all_files)
             a, b = int(n * TRAIN_PERCENTAGE), int(n * (TRAIN_PERCENTAGE + (1 - TRAIN_PERCENTAGE) / 2))
-            files = {"train": all_files[:a], "val": all_files[a:b], "test": all_files[b:]}[split]
-        validate.not_empty(d, len(files), f"the {split} split", "add the missing .wav files (each split needs at least one)")
+            parts = {"train": all_files[:a], "val": all_files[a:b], "test": all_files[b:]}
+        for s, fs in parts.items():  # every split, so a missing one stops the run before training
+            validate.not_empty(d, len(fs), f"the {s} split", "add .wav files: each split needs at least one (88/6/6 % by file)")
+        files = parts[split]
 
         def build():
             xs, ys, ns = [], [], []

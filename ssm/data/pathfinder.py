@@ -140,6 +140,8 @@ def _arrays(root: Path, size: int, contour: int) -> dict[str, np.ndarray]:
             list(pool.map(read, range(len(paths))))
         if not keep.all():
             pixels = pixels[keep]
+        validate.not_empty(folder / "metadata", int(keep.sum()) // 10, f"the val and test splits (⌊N/10⌋ of N = {int(keep.sum())} "
+                           "non-empty images each)", "generate or extract at least 10 images")  # fmt: skip
         return {"pixels": pixels, "labels": labels[keep]}
 
     images = sorted(p for p in (folder / "imgs").iterdir() if p.is_dir()) if (folder / "imgs").is_dir() else []
