@@ -145,7 +145,7 @@ def _module(name: str) -> types.ModuleType:
             a, b = int(n * TRAIN_PERCENTAGE), int(n * (TRAIN_PERCENTAGE + (1 - TRAIN_PERCENTAGE) / 2))
             parts = {"train": all_files[:a], "val": all_files[a:b], "test": all_files[b:]}
         for s, fs in parts.items():  # every split, so a missing one stops the run before training
-            validate.not_empty(d, len(fs), f"the {s} split", "add .wav files: each split needs at least one (88/6/6 % by file)")
+            validate.not_empty(d, len(fs), f"the {s} split", "add .wav files: each split needs one (88/6/6 % by file)")
         files = parts[split]
 
         def build():

@@ -95,7 +95,8 @@ def _arrays(root: Path, t: str) -> dict[str, np.ndarray]:
                 x, y = out[f"{s}x"], out[f"{s}y"]
                 if x.ndim != 3 or x.shape[2] != 2 or len(y) != len(x):
                     raise CorruptFileError(npy / f"{s}x.npy", f"shape {x.shape} with {len(y)} targets in {s}y.npy; "
-                                           "expected (N, 4000, 2) series and N targets", fix="rerun S4's prepare/bidmc")  # fmt: skip
+                                           "expected (N, 4000, 2) series and N targets",
+                                           fix="rerun S4's prepare/bidmc")  # fmt: skip
             return out
 
         return cached(root, f"bidmc-{t}", {}, [npy / n for n in names], build_npy)

@@ -67,7 +67,8 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(d["labels"])
     if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072 or len(y) != len(x):
         raise CorruptFileError(path, f"data is {x.dtype}{x.shape} with {len(y)} labels; expected uint8 (N, 3072)")
-    validate.labels_in_range(path, y, 10, record=lambda i: f"image {i} of the batch", fix="restore the batch from cifar-10-python.tar.gz")
+    validate.labels_in_range(path, y, 10, record=lambda i: f"image {i} of the batch",
+                             fix="restore the batch from cifar-10-python.tar.gz")  # fmt: skip
     return x, y.astype(np.int32)
 
 

@@ -8,8 +8,8 @@ hash of the content catches every edit.
 
 Hashing every start would cost seconds on the big sources (WikiText-103 ≈ 0.5 GB, Speech Commands
 ≈ 2.3 GB in 105k clips), so a file's hash is remembered in ``<cache>/hashes-<name>.json`` (one per
-cached dataset) under its ``(size, mtime_ns, ctime_ns, inode, device)``. The ctime cannot be set from user space: any write
-or ``utime`` moves it to "now". A remembered hash is therefore trusted only if it was computed at
+cached dataset) under its ``(size, mtime_ns, ctime_ns, inode, device)``. The ctime cannot be set
+from user space: any write or ``utime`` moves it to "now". A remembered hash is therefore trusted only if it was computed at
 least :data:`RACY_S` seconds after the file's last mtime/ctime: a later edit then necessarily gives
 a later ctime, a different key and a fresh hash. A hash taken while the file was that fresh (an
 edit in the same tick would be invisible) is recomputed on the next use. This is the rule git uses

@@ -79,7 +79,8 @@ def _arrays(root: Path, seq_len: int) -> dict[str, np.ndarray]:
             x[i, : len(s)] = s
             n[i], label[i], index[i] = len(s), int(m.group(1)), int(m.group(3))
         folder, fix = files[0].parent, "restore the full recordings/ folder of the release (2,500 train and 500 test clips)"
-        validate.not_empty(folder, int((index < 5).sum()), "the test split (recordings with index 0-4, e.g. 0_jackson_0.wav)", fix)
+        test = "the test split (recordings with index 0-4, e.g. 0_jackson_0.wav)"
+        validate.not_empty(folder, int((index < 5).sum()), test, fix)
         validate.not_empty(folder, int((index >= 5).sum()), "the train split (recordings with index 5-49)", fix)
         return {"x": x, "lengths": n, "labels": label, "index": index}
 

@@ -92,7 +92,8 @@ def _read_tfds(vdir: Path) -> dict[str, tuple[list[str], np.ndarray]]:
             rows = [src[i] for i in range(len(src))]
             texts = [r["text"].decode("utf-8") if isinstance(r["text"], bytes) else str(r["text"]) for r in rows]
             out[part] = (texts, np.asarray([int(r["label"]) for r in rows], np.int32))
-            validate.labels_in_range(vdir, out[part][1], 2, record=lambda i: f"{part} example {i}", fix="re-prepare imdb_reviews")
+            validate.labels_in_range(vdir, out[part][1], 2, record=lambda i: f"{part} example {i}",
+                                     fix="re-prepare imdb_reviews")  # fmt: skip
         return out
     except NotImplementedError as e:  # tfrecord shards need TensorFlow to read
         raise CorruptFileError(vdir, f"tfds shards are not array_record; re-prepare with file_format='array_record' ({e})") from e

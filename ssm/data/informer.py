@@ -75,7 +75,8 @@ def read_csv(path: Path) -> tuple[list[str], np.ndarray]:
             values[i - 2] = [float(v) for v in r[1:]]
         except ValueError:
             j = next(j for j, v in enumerate(r[1:]) if not _is_float(v))
-            raise CorruptFileError(path, f"value {validate.cut(r[j + 1])} is not a number", record=f"line {i}, column {head[j]!r}",
+            raise CorruptFileError(path, f"value {validate.cut(r[j + 1])} is not a number",
+                                   record=f"line {i}, column {head[j]!r}",
                                    fix="write a decimal number in every cell after 'date'") from None  # fmt: skip
     validate.not_empty(path, len(body), "the table (no rows after the header)", "restore the file from the release")
     line_of = [k for k, r in enumerate(rows[1:], 2) if r]

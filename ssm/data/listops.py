@@ -85,7 +85,8 @@ def read_tsv(path: Path) -> tuple[list[str], np.ndarray]:
         raise CorruptFileError(path, f"not UTF-8 text (byte {e.start})", fix=fix) from None
     head = lines[0].rstrip("\r").split("\t")
     if [c.strip() for c in head] != ["Source", "Target"]:
-        raise CorruptFileError(path, f"expected the header 'Source<TAB>Target', got {validate.cut(lines[0])}", record="line 1", fix=fix)
+        raise CorruptFileError(path, f"expected the header 'Source<TAB>Target', got {validate.cut(lines[0])}",
+                               record="line 1", fix=fix)  # fmt: skip
     texts, labels = [], []
     for line, text in enumerate(lines[1:], start=2):
         row = text.rstrip("\r").split("\t")

@@ -99,7 +99,8 @@ def read_metadata(folder: Path) -> tuple[list[Path], np.ndarray]:
             f = line.split(" ")
             if len(f) < 4 or f[3] not in ("0", "1"):
                 raise CorruptFileError(meta, f"expected '<folder> <file> <n> <label 0/1> ...', got {validate.cut(line)}",
-                                       record=f"line {k}", fix="regenerate it (scripts/prepare_data.py pathfinder) or restore it from the LRA release")  # fmt: skip
+                                       record=f"line {k}",
+                                       fix="regenerate it (scripts/prepare_data.py pathfinder) or extract the LRA release")  # fmt: skip
             paths.append(folder / f[0] / f[1])
             labels.append(int(f[3]))
     return paths, np.asarray(labels, np.int32)
@@ -140,8 +141,9 @@ def _arrays(root: Path, size: int, contour: int) -> dict[str, np.ndarray]:
             list(pool.map(read, range(len(paths))))
         if not keep.all():
             pixels = pixels[keep]
-        validate.not_empty(folder / "metadata", int(keep.sum()) // 10, f"the val and test splits (⌊N/10⌋ of N = {int(keep.sum())} "
-                           "non-empty images each)", "generate or extract at least 10 images")  # fmt: skip
+        n = int(keep.sum())
+        validate.not_empty(folder / "metadata", n // 10, f"the val and test splits (⌊N/10⌋ of N = {n} non-empty images each)",
+                           "generate or extract at least 10 images")  # fmt: skip
         return {"pixels": pixels, "labels": labels[keep]}
 
     images = sorted(p for p in (folder / "imgs").iterdir() if p.is_dir()) if (folder / "imgs").is_dir() else []
