@@ -165,6 +165,62 @@ def layer_worker(name: str, length: int, batch: int, d_model: int, d_state: int,
     return _memory(result, rss_before)
 
 
+def layer_floor_worker(names: list[str], length: int, batch: int, d_model: int, d_state: int,
+                       rounds: int) -> dict:
+    """One layer forward+backward (gradients w.r.t. input and parameters, GELU after the layer) against a bare
+    causal FFT convolution with a given kernel + GELU in the ``(B, H, L)`` layout, all interleaved in this
+    process (``bench_floor.conv_gelu_floor``)."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    import bench_floor as bf
+    import ssm
+
+    load_before = _load()
+    u = jax.random.normal(jax.random.key(1), (batch, length, d_model))
+    w = jax.random.normal(jax.random.key(2), (batch, length, d_model))
+    components, compile_s = {}, {}
+
+    def add(name, fn, args):
+        compiled, compile_s[name] = bf.compile_timed(fn, *args)
+        components[name] = bf.Timed(lambda _: compiled(*args))
+
+    fn, args = bf.conv_gelu_floor(batch, d_model, length, jax.random.key(3))
+    add("floor", fn, args)
+    for name in names:
+        cls = getattr(ssm, name)
+        options = {"l_max": length} if "l_max" in inspect.signature(cls.__init__).parameters else {}
+        params, static = eqx.partition(cls(d_model=d_model, d_state=d_state, key=jax.random.key(0), **options),
+                                       eqx.is_array)
+
+        def loss(p, u, w, static=static):
+            return jnp.sum(jax.nn.gelu(jax.vmap(eqx.combine(p, static))(u), approximate=False) * w)
+
+        add(name, jax.jit(jax.value_and_grad(loss, argnums=(0, 1))), (params, u, w))
+    times = bf.interleave(components, rounds)
+    floor = times["floor"]["ms"]
+    rows = [{"layer": n, "ms": times[n]["ms"], "cpu_ms": times[n]["cpu_ms"], "compile_s": compile_s[n],
+             "ratio": times[n]["ms"] / floor} for n in names]
+    result = {"suite": "layer_floor", "L": length, "batch": batch, "d_model": d_model, "d_state": d_state,
+              "rounds": rounds, "floor_ms": floor, "floor_cpu_ms": times["floor"]["cpu_ms"], "rows": rows,
+              "commit": bf.commit(), "load_before": load_before, "load_after": _load()}
+    return _memory(result, 0.0)
+
+
+def format_layer_floor_table(r: dict) -> str:
+    if "error" in r:
+        return f"layer floor L={r.get('L')}: error: {r['error']}"
+    lines = [f"One layer fwd+bwd (grads w.r.t. input and parameters, + GELU) / bare causal FFT conv + GELU in the "
+             f"(B, H, L) layout: B {r['batch']}, H {r['d_model']}, N {r['d_state']}, L {r['L']}",
+             f"  commit {r['commit']}  load {_load_col(r)}  median of {r['rounds']} interleaved rounds"
+             + (f"\n  command: {r['command']}" if r.get("command") else ""),
+             f"  {'layer':<8} {'median ms':>10} {'cpu ms':>9} {'x floor':>8}",
+             f"  {'floor':<8} {r['floor_ms']:>10.1f} {r['floor_cpu_ms']:>9.1f} {1.0:>8.2f}"]
+    lines += [f"  {x['layer']:<8} {x['ms']:>10.1f} {x['cpu_ms']:>9.1f} {x['ratio']:>8.2f}" for x in r["rows"]]
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------------------------ models
 
 
@@ -336,11 +392,15 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict)
     import jax
     import jax.numpy as jnp
 
+    import warnings
+
     import bench_floor as bf
     from ssm.train.optimizer import make_optimizer
     from ssm.train.state import TrainState
     from ssm.train.step import make_train_step
 
+    # The step donates the whole batch; inputs that cannot alias an output are copied (harmless).
+    warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
     load_before = _load()
     t0 = time.perf_counter()
     cfg, info, tx, train_step, state, np_batch = _model_setup(preset, batch=batch, overrides=overrides,
@@ -604,6 +664,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--suites", nargs="+", default=list(DEFAULT_SUITES), choices=SUITES)
     p.add_argument("--layers", nargs="+", default=list(LAYERS), choices=LAYERS)
     p.add_argument("--lengths", nargs="+", type=int, default=list(LENGTHS))
+    p.add_argument("--floor-lengths", nargs="*", type=int, default=[4096],
+                   help="layers suite: lengths at which all --layers are set against the bare FFT conv + GELU "
+                        "(interleaved in one process); none to skip")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--d-state", type=int, default=64)
@@ -652,6 +715,8 @@ def _worker(args) -> dict:
                          precision=args.precision, compile_only=args._compile_only)
         r["norm_override"] = "norm" in overrides
         return r
+    if kind == "layer_floor":
+        return layer_floor_worker(rest[1:], int(rest[0]), args.batch, args.d_model, args.d_state, args.rounds)
     if kind == "step":
         return step_worker(rest[0], batch=args.model_batch, rounds=args.rounds,
                            overrides=json.loads(args._overrides))
@@ -714,8 +779,18 @@ def main(argv: list[str] | None = None) -> dict:
                 rows.append(r)
                 print(format_layer_table([r]).splitlines()[-1], flush=True)
         out["layers"] = rows
+        floors = []
+        for length in args.floor_lengths:
+            r = _run_worker(["layer_floor", str(length), *args.layers, *common, "--rounds", str(args.rounds)],
+                            args.timeout)
+            r.setdefault("L", length)
+            r["command"] = out["command"]
+            floors.append(r)
+            print(format_layer_floor_table(r), flush=True)
+        out["layer_floor"] = floors
         tables.append(f"Layers: batch {args.batch}, H={args.d_model}, N={args.d_state}, {args.dtype}; "
                       f"median of {args.repeats} runs\n" + format_layer_table(rows))
+        tables += [format_layer_floor_table(r) for r in floors]
 
     model_common = ["--model-steps", str(args.model_steps), "--precision", args.precision]
     if args.model_batch is not None:
