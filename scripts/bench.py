@@ -1,19 +1,25 @@
 """Benchmark suite: speed, compile time and peak memory of every layer, model throughput, compile time
 of a deep train step, and recurrent generation speed.
 
-    python scripts/bench.py [--suites layers models compile generation]
-                            [--layers S4 S4D DSS S5 HOPE] [--lengths 1024 4096 16384]
+    python scripts/bench.py [--suites layers models compile generation step]
+                            [--layers S4 S4D DSS S5 HOPE] [--lengths 1024 4096 16384] [--floor-lengths 4096]
                             [--batch 8 --d-model 128 --d-state 64] [--repeats 7]
                             [--models mnist.smnist lra.pathx] [--model-batch B] [--model-steps 3]
                             [--model-set FIELD=VALUE ...]
                             [--compile-preset lra.pathx] [--gen-layers s4d] [--gen-length 4096]
-                            [--precision float32|mixed] [--json FILE]
+                            [--precision float32|mixed] [--cfg PRESET ...] [--rounds 5] [--json FILE]
 
-Suites (all by default):
+Suites (all but ``step`` by default):
 
 - ``layers``: per (layer, length), forward and forward+backward time of ``jax.vmap(layer)`` over a batch
   (medians over ``--repeats`` runs after one warm-up run), compile time (``jit(...).lower(...).compile()``)
-  and peak memory;
+  and peak memory; then, per ``--floor-lengths`` length, every layer's forward+backward (gradients w.r.t. input
+  and parameters, GELU after it) over a bare causal FFT convolution + GELU, all in one process, interleaved
+  (``layer_floor_worker``);
+- ``step``: per ``--cfg`` preset, its train step against its floor (FFT convolutions, dense matmuls,
+  elementwise remainder, optimizer update; ``scripts/bench_floor.py``), with the same step without SSM layers,
+  the SSM layers and their kernels beside it, all compiled and timed in ``--rounds`` interleaved rounds in one
+  process (``step_worker``); the batch is ``--model-batch`` or the preset's, model fields ``--model-set``;
 - ``models``: whole-model training throughput (examples/s and tokens/s) of the model of each preset in
   ``--models`` (built from the preset registry ``configs/`` with :mod:`ssm.train`: model, optimizer and the
   jitted train step of the training loop), on synthetic batches of the preset's shapes, and the compile time

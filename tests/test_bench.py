@@ -197,12 +197,12 @@ def test_dataset_info_without_the_files(monkeypatch, tmp_path):
 def test_step_worker_and_table():
     # The demo preset (L = 64, no data needed), made bidirectional with dropout and BatchNorm post-norm (the LRA
     # block), tiny.
-    over = dict(TINY, bidirectional=True, dropout=0.1, norm="batch", prenorm=False)
+    over = dict(TINY, n_layers=1, bidirectional=True, dropout=0.1, norm="batch", prenorm=False)
     r = bench.step_worker("demo.digits", batch=2, rounds=1, overrides=over)
     names = {"step", "no-SSM step", "SSM layers", "SSM kernels", "floor: FFT convolutions", "floor: dense matmuls",
              "floor: elementwise", "floor: optimizer update"}
     assert set(r["times"]) == names and set(r["compile"]) == names
-    assert r["bidirectional"] and (r["batch"], r["L"], r["n_layers"]) == (2, 64, 2)
+    assert r["bidirectional"] and (r["batch"], r["L"], r["n_layers"]) == (2, 64, 1)
     floor_ms = sum(v["ms"] for n, v in r["times"].items() if n.startswith("floor:"))
     assert r["floor_ms"] == pytest.approx(floor_ms) and floor_ms > 0
     assert r["step_over_floor"] == pytest.approx(r["times"]["step"]["ms"] / floor_ms)
