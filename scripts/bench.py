@@ -118,6 +118,18 @@ def _memory(result: dict, rss_before: float) -> dict:
     return result
 
 
+def _device(result: dict) -> dict:
+    """Adds the device and the whole process's peak memory (RSS on CPU, the allocator's peak on an accelerator):
+    the interleaved suites hold many programs at once, so no per-computation growth is meaningful there."""
+    import jax
+
+    device = jax.devices()[0]
+    result["platform"], result["device"] = device.platform, device.device_kind
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    result["process_peak_mib"] = stats.get("peak_bytes_in_use", 0) / 2**20 if stats else _peak_rss_mib()
+    return result
+
+
 # ------------------------------------------------------------------------------------------------ layers
 
 
@@ -211,7 +223,7 @@ def layer_floor_worker(names: list[str], length: int, batch: int, d_model: int, 
     result = {"suite": "layer_floor", "L": length, "batch": batch, "d_model": d_model, "d_state": d_state,
               "rounds": rounds, "floor_ms": floor, "floor_cpu_ms": times["floor"]["cpu_ms"], "rows": rows,
               "commit": bf.commit(), "load_before": load_before, "load_after": _load()}
-    return _memory(result, 0.0)
+    return _device(result)
 
 
 def format_layer_floor_table(r: dict) -> str:
@@ -279,9 +291,12 @@ def dataset_info(cfg):
             raise
     # The shapes the loader would give, from a tiny stand-in vocabulary of the right size.
     vocab = [f"<{i}>" for i in range(VOCAB_WITHOUT_DATA[cfg.data.name])]
-    seq_len = getattr(cfg.data, "seq_len", None) or getattr(module, "SEQ_LEN")
+    seq_len = getattr(cfg.data, "seq_len", None) or getattr(module, "SEQ_LEN", None)
     if isinstance(seq_len, dict):
-        seq_len = seq_len[cfg.data.name]
+        seq_len = seq_len.get(cfg.data.name)
+    if not seq_len:
+        raise SystemExit(f"bench.py: the {cfg.data.name!r} files are not here and the preset sets no data.seq_len; "
+                         "point $DATA_PATH at the dataset or use a preset that sets it")
     from ssm.data.base import DatasetInfo
 
     lm = cfg.data.name.startswith("wt")
@@ -514,7 +529,7 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict)
         "rest_part_ms": nossm_ms, "rest_part_floor_ms": rest_floor,
         "commit": bf.commit(), "load_before": load_before, "load_after": _load(),
     }
-    return _memory(result, 0.0)
+    return _device(result)
 
 
 # -------------------------------------------------------------------------------------------- generation
@@ -691,7 +706,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=5, help="step suite and layer floor: interleaved rounds")
     p.add_argument("--compile-preset", default="lra.pathx")
     p.add_argument("--precision", default="float32", choices=PRECISIONS,
-                   help="model precision of the models and compile suites (mixed: bf16 activations)")
+                   help="model precision of the models and compile suites (mixed: bf16 activations); the step "
+                        "suite and its floors are float32")
     p.add_argument("--gen-layers", nargs="+", default=["s4d"], help="model.layer names for generation")
     p.add_argument("--gen-length", type=int, default=4096)
     p.add_argument("--gen-d-model", type=int, default=64)
