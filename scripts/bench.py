@@ -653,7 +653,8 @@ def format_step_table(r: dict) -> str:
     t, c = r["times"], r["compile"]
     size = (f"{r['n_layers']}x{r['d_model']} N={r['d_state']} {r['layer']}"
             + (" bidirectional" if r["bidirectional"] else "") + f", {r['norm']}norm"
-            + (" prenorm" if r["prenorm"] else " postnorm") + f", dropout {r['dropout']}, {r['output']}, pool {r['pool']}")
+            + (" prenorm" if r["prenorm"] else " postnorm")
+            + f", dropout {r['dropout']}, {r['output']}, pool {r['pool']}")
     lines = [
         f"Train step vs floor: {name}  [{size}]  batch {r['batch']}  L {r['L']}",
         f"  commit {r['commit']}  load {_load_col(r)}  median of {r['rounds']} interleaved rounds  "
@@ -669,10 +670,11 @@ def format_step_table(r: dict) -> str:
                      f"{c[n]['total_s']:>10.2f} {v['ms'] / floor:>8.2f}")
     lines.append(f"  {'floor (sum of floor: rows)':<28} {floor:>10.1f} {'':>9} {'':>9} {'':>10} {1.0:>8.2f}")
     ssm_ratio = r["ssm_part_ms"] / r["ssm_part_floor_ms"]
+    kernels = f"  (the SSM kernels alone: {t['SSM kernels']['ms']:.1f} ms)" if "SSM kernels" in t else ""
     lines += [
         f"  step / floor = {r['step_over_floor']:.2f}x",
-        f"  SSM part  (step - no-SSM step) {r['ssm_part_ms']:.1f} ms vs FFT convolutions {r['ssm_part_floor_ms']:.1f} ms"
-        f" = {ssm_ratio:.2f}x" + (f"  (the SSM kernels alone: {t['SSM kernels']['ms']:.1f} ms)" if "SSM kernels" in t else ""),
+        f"  SSM part  (step - no-SSM step) {r['ssm_part_ms']:.1f} ms vs FFT convolutions "
+        f"{r['ssm_part_floor_ms']:.1f} ms = {ssm_ratio:.2f}x" + kernels,
         f"  rest      (no-SSM step)        {r['rest_part_ms']:.1f} ms vs matmuls + elementwise + optimizer "
         f"{r['rest_part_floor_ms']:.1f} ms = {r['rest_part_ms'] / r['rest_part_floor_ms']:.2f}x",
         f"  step compile: trace+lower {c['step']['trace_lower_s']:.1f} s + XLA {c['step']['xla_compile_s']:.1f} s",
