@@ -1,19 +1,25 @@
 """Benchmark suite: speed, compile time and peak memory of every layer, model throughput, compile time
 of a deep train step, and recurrent generation speed.
 
-    python scripts/bench.py [--suites layers models compile generation]
-                            [--layers S4 S4D DSS S5 HOPE] [--lengths 1024 4096 16384]
+    python scripts/bench.py [--suites layers models compile generation step]
+                            [--layers S4 S4D DSS S5 HOPE] [--lengths 1024 4096 16384] [--floor-lengths 4096]
                             [--batch 8 --d-model 128 --d-state 64] [--repeats 7]
                             [--models mnist.smnist lra.pathx] [--model-batch B] [--model-steps 3]
                             [--model-set FIELD=VALUE ...]
                             [--compile-preset lra.pathx] [--gen-layers s4d] [--gen-length 4096]
-                            [--precision float32|mixed] [--json FILE]
+                            [--precision float32|mixed] [--cfg PRESET ...] [--rounds 5] [--json FILE]
 
-Suites (all by default):
+Suites (all but ``step`` by default):
 
 - ``layers``: per (layer, length), forward and forward+backward time of ``jax.vmap(layer)`` over a batch
   (medians over ``--repeats`` runs after one warm-up run), compile time (``jit(...).lower(...).compile()``)
-  and peak memory;
+  and peak memory; then, per ``--floor-lengths`` length, every layer's forward+backward (gradients w.r.t. input
+  and parameters, GELU after it) over a bare causal FFT convolution + GELU, all in one process, interleaved
+  (``layer_floor_worker``);
+- ``step``: per ``--cfg`` preset, its train step against its floor (FFT convolutions, dense matmuls,
+  elementwise remainder, optimizer update; ``scripts/bench_floor.py``), with the same step without SSM layers,
+  the SSM layers and their kernels beside it, all compiled and timed in ``--rounds`` interleaved rounds in one
+  process (``step_worker``); the batch is ``--model-batch`` or the preset's, model fields ``--model-set``;
 - ``models``: whole-model training throughput (examples/s and tokens/s) of the model of each preset in
   ``--models`` (built from the preset registry ``configs/`` with :mod:`ssm.train`: model, optimizer and the
   jitted train step of the training loop), on synthetic batches of the preset's shapes, and the compile time
@@ -51,13 +57,17 @@ from datetime import datetime, timezone
 LAYERS = ("S4", "S4D", "DSS", "S5", "HOPE")
 LENGTHS = (1024, 4096, 16384)
 MODELS = ("mnist.smnist", "lra.pathx")
-SUITES = ("layers", "models", "compile", "generation")
+SUITES = ("layers", "models", "compile", "generation", "step")
+DEFAULT_SUITES = ("layers", "models", "compile", "generation")  # step: opt in, one preset per --cfg
 PRECISIONS = ("float32", "mixed")
 
 # Make `import ssm` / `import configs` work when run as `python scripts/bench.py` from anywhere.
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
+_SCRIPTS = os.path.join(_ROOT, "scripts")  # bench_floor, also when this file is loaded by path (tests)
+if _SCRIPTS not in sys.path:
+    sys.path.insert(0, _SCRIPTS)
 
 
 def _rss_mib() -> float:
@@ -105,6 +115,18 @@ def _memory(result: dict, rss_before: float) -> dict:
         result["peak_rss_mib"] = _peak_rss_mib()
         result["rss_before_compute_mib"] = rss_before
         result["peak_mib"] = result["peak_rss_mib"] - rss_before
+    return result
+
+
+def _device(result: dict) -> dict:
+    """Adds the device and the whole process's peak memory (RSS on CPU, the allocator's peak on an accelerator):
+    the interleaved suites hold many programs at once, so no per-computation growth is meaningful there."""
+    import jax
+
+    device = jax.devices()[0]
+    result["platform"], result["device"] = device.platform, device.device_kind
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    result["process_peak_mib"] = stats.get("peak_bytes_in_use", 0) / 2**20 if stats else _peak_rss_mib()
     return result
 
 
@@ -161,6 +183,62 @@ def layer_worker(name: str, length: int, batch: int, d_model: int, d_state: int,
     return _memory(result, rss_before)
 
 
+def layer_floor_worker(names: list[str], length: int, batch: int, d_model: int, d_state: int,
+                       rounds: int) -> dict:
+    """One layer forward+backward (gradients w.r.t. input and parameters, GELU after the layer) against a bare
+    causal FFT convolution with a given kernel + GELU in the ``(B, H, L)`` layout, all interleaved in this
+    process (``bench_floor.conv_gelu_floor``)."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    import bench_floor as bf
+    import ssm
+
+    load_before = _load()
+    u = jax.random.normal(jax.random.key(1), (batch, length, d_model))
+    w = jax.random.normal(jax.random.key(2), (batch, length, d_model))
+    components, compile_s = {}, {}
+
+    def add(name, fn, args):
+        compiled, compile_s[name] = bf.compile_timed(fn, *args)
+        components[name] = bf.Timed(lambda _: compiled(*args))
+
+    fn, args = bf.conv_gelu_floor(batch, d_model, length, jax.random.key(3))
+    add("floor", fn, args)
+    for name in names:
+        cls = getattr(ssm, name)
+        options = {"l_max": length} if "l_max" in inspect.signature(cls.__init__).parameters else {}
+        params, static = eqx.partition(cls(d_model=d_model, d_state=d_state, key=jax.random.key(0), **options),
+                                       eqx.is_array)
+
+        def loss(p, u, w, static=static):
+            return jnp.sum(jax.nn.gelu(jax.vmap(eqx.combine(p, static))(u), approximate=False) * w)
+
+        add(name, jax.jit(jax.value_and_grad(loss, argnums=(0, 1))), (params, u, w))
+    times = bf.interleave(components, rounds)
+    floor = times["floor"]["ms"]
+    rows = [{"layer": n, "ms": times[n]["ms"], "cpu_ms": times[n]["cpu_ms"], "compile_s": compile_s[n],
+             "ratio": times[n]["ms"] / floor} for n in names]
+    result = {"suite": "layer_floor", "L": length, "batch": batch, "d_model": d_model, "d_state": d_state,
+              "rounds": rounds, "floor_ms": floor, "floor_cpu_ms": times["floor"]["cpu_ms"], "rows": rows,
+              "commit": bf.commit(), "load_before": load_before, "load_after": _load()}
+    return _device(result)
+
+
+def format_layer_floor_table(r: dict) -> str:
+    if "error" in r:
+        return f"layer floor L={r.get('L')}: error: {r['error']}"
+    lines = [f"One layer fwd+bwd (grads w.r.t. input and parameters, + GELU) / bare causal FFT conv + GELU in the "
+             f"(B, H, L) layout: B {r['batch']}, H {r['d_model']}, N {r['d_state']}, L {r['L']}",
+             f"  commit {r['commit']}  load {_load_col(r)}  median of {r['rounds']} interleaved rounds"
+             + (f"\n  command: {r['command']}" if r.get("command") else ""),
+             f"  {'layer':<8} {'median ms':>10} {'cpu ms':>9} {'x floor':>8}",
+             f"  {'floor':<8} {r['floor_ms']:>10.1f} {r['floor_cpu_ms']:>9.1f} {1.0:>8.2f}"]
+    lines += [f"  {x['layer']:<8} {x['ms']:>10.1f} {x['cpu_ms']:>9.1f} {x['ratio']:>8.2f}" for x in r["rows"]]
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------------------------ models
 
 
@@ -174,7 +252,6 @@ def _model_setup(preset: str, *, batch: int | None, overrides: dict, precision: 
     import numpy as np
 
     import configs
-    from ssm.data import get_dataset
     from ssm.model import make_model
     from ssm.train.optimizer import make_optimizer
     from ssm.train.state import init_state
@@ -189,12 +266,42 @@ def _model_setup(preset: str, *, batch: int | None, overrides: dict, precision: 
         model=dataclasses.replace(cfg.model, **model_over),
         data=dataclasses.replace(cfg.data, batch_size=batch or cfg.data.batch_size),
     )
-    info = get_dataset(cfg.data.name).info(cfg.data)
+    info = dataset_info(cfg)
     abstract_model = eqx.filter_eval_shape(make_model, cfg.model, info, key=jax.random.PRNGKey(0))[0]
     tx, _ = make_optimizer(abstract_model, cfg.optim, cfg.train.steps)
     state = init_state(cfg.model, info, tx, jax.random.PRNGKey(0))
     train_step = make_train_step(tx, info.task, cfg.optim.grad_accum)
-    return cfg, info, train_step, state, synthetic_batch(info, cfg.data.batch_size, cfg.model.pool, np.random.default_rng(0))
+    return cfg, info, tx, train_step, state, synthetic_batch(info, cfg.data.batch_size, cfg.model.pool,
+                                                            np.random.default_rng(0))
+
+
+def dataset_info(cfg):
+    """The preset's ``DatasetInfo``; for datasets whose info reads a vocabulary from files that are not here, the
+    same shapes with the vocabulary size of ``bench_floor.VOCAB_WITHOUT_DATA`` (only the embedding depends on it)."""
+    from ssm.data import get_dataset
+    from ssm.data._files import DatasetNotFoundError
+
+    from bench_floor import VOCAB_WITHOUT_DATA
+
+    module = get_dataset(cfg.data.name)
+    try:
+        return module.info(cfg.data)
+    except DatasetNotFoundError:
+        if cfg.data.name not in VOCAB_WITHOUT_DATA:
+            raise
+    # The shapes the loader would give, from a tiny stand-in vocabulary of the right size.
+    vocab = [f"<{i}>" for i in range(VOCAB_WITHOUT_DATA[cfg.data.name])]
+    seq_len = getattr(cfg.data, "seq_len", None) or getattr(module, "SEQ_LEN", None)
+    if isinstance(seq_len, dict):
+        seq_len = seq_len.get(cfg.data.name)
+    if not seq_len:
+        raise SystemExit(f"bench.py: the {cfg.data.name!r} files are not here and the preset sets no data.seq_len; "
+                         "point $DATA_PATH at the dataset or use a preset that sets it")
+    from ssm.data.base import DatasetInfo
+
+    lm = cfg.data.name.startswith("wt")
+    return DatasetInfo(task="lm" if lm else "classification", d_input=len(vocab),
+                       d_output=len(vocab) if lm else 10, seq_len=seq_len, tokens=True, vocab=vocab)
 
 
 def synthetic_batch(info, B: int, pool: str, rng) -> dict:
@@ -231,7 +338,7 @@ def model_worker(preset: str, *, batch: int | None, steps: int, overrides: dict,
 
     load_before = _load()
     t0 = time.perf_counter()
-    cfg, info, train_step, state, np_batch = _model_setup(preset, batch=batch, overrides=overrides,
+    cfg, info, _, train_step, state, np_batch = _model_setup(preset, batch=batch, overrides=overrides,
                                                           precision=precision)
     jax.block_until_ready(state)
     init_s = time.perf_counter() - t0
@@ -274,6 +381,155 @@ def model_worker(preset: str, *, batch: int | None, steps: int, overrides: dict,
         )
     result.update(load_before=load_before, load_after=_load())
     return _memory(result, rss_before)
+
+
+# ------------------------------------------------------------------------------------------ step vs floor
+
+
+def _copy_tree(tree):
+    """A copy of every array of ``tree`` (the train step donates its state: what else reads it needs its own)."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    return jax.tree_util.tree_map(lambda a: jnp.array(a, copy=True) if eqx.is_array(a) else a, tree)
+
+
+def _layer_i(layer, i: int, stacked: bool):
+    """Layer ``i`` of a stack (``scan_layers``), or ``layer`` itself."""
+    import equinox as eqx
+    import jax
+
+    if not stacked:
+        return layer
+    params, static = eqx.partition(layer, eqx.is_array)
+    return eqx.combine(jax.tree_util.tree_map(lambda a: a[i], params), static)
+
+
+def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict) -> dict:
+    """The preset's train step and its floor (``scripts/bench_floor.py``), compiled and timed interleaved in this
+    process."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    import warnings
+
+    import bench_floor as bf
+    from ssm.train.optimizer import make_optimizer
+    from ssm.train.state import TrainState
+    from ssm.train.step import make_train_step
+
+    # The step donates the whole batch; inputs that cannot alias an output are copied (harmless).
+    warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+    load_before = _load()
+    t0 = time.perf_counter()
+    cfg, info, tx, train_step, state, np_batch = _model_setup(preset, batch=batch, overrides=overrides,
+                                                              precision="float32")
+    jax.block_until_ready(state)
+    init_s = time.perf_counter() - t0
+    m = cfg.model
+    B, L, H = cfg.data.batch_size, info.seq_len, m.d_model
+    Bn = (2 if info.task == "retrieval" else 1) * B
+    key = jax.random.key(0)
+
+    def device_batch():
+        return {k: jnp.asarray(v) for k, v in np_batch.items()}
+
+    # Everything that is not the step reads copies: the step donates (deletes) the state it is given.
+    ref = _copy_tree(state)
+    model2 = bf.without_ssm(ref.model)
+    tx2, _ = make_optimizer(model2, cfg.optim, cfg.train.steps)
+    state2 = TrainState(_copy_tree(ref.step), _copy_tree(model2), _copy_tree(ref.model_state),
+                        tx2.init(eqx.filter(model2, eqx.is_array)), _copy_tree(ref.key))
+    train_step2 = make_train_step(tx2, info.task, cfg.optim.grad_accum)
+
+    compile_s, components = {}, {}
+
+    def stepper(name, step_fn, st):
+        t = time.perf_counter()
+        lowered = step_fn.lower(st, device_batch())
+        lower_s = time.perf_counter() - t
+        t = time.perf_counter()
+        compiled = lowered.compile()
+        compile_s[name] = {"trace_lower_s": lower_s, "xla_compile_s": time.perf_counter() - t}
+        holder = [st]
+
+        def run(b):
+            holder[0], metrics = compiled(holder[0], b)
+            return holder[0], metrics
+
+        components[name] = bf.Timed(run, device_batch)
+
+    def program(name, fn, args):
+        compiled, s_ = bf.compile_timed(fn, *args)
+        compile_s[name] = {"trace_lower_s": None, "xla_compile_s": s_, "total_s": s_}
+        components[name] = bf.Timed(lambda _: compiled(*args))
+
+    stepper("step", train_step, state)
+    stepper("no-SSM step", train_step2, state2)
+
+    # The model's own SSM layers and kernels at the step's shapes.
+    stacked = m.scan_layers
+    top = bf.ssm_layers(ref.model)
+    layers = [_layer_i(top[0], i, True) for i in range(m.n_layers)] if stacked else top
+    lparams = [eqx.partition(l_, eqx.is_array) for l_ in layers]
+    ks = jax.random.split(jax.random.key(1), 2 * len(layers) + 2)
+    us = [jax.random.normal(ks[2 * i], (Bn, L, H)) for i in range(len(layers))]
+    ws = [jax.random.normal(ks[2 * i + 1], (Bn, L, H)) for i in range(len(layers))]
+    statics = [st for _, st in lparams]
+
+    def layers_loss(ps, us, ws):
+        return sum(jnp.sum(jax.vmap(eqx.combine(p, st))(u) * w) for p, st, u, w in zip(ps, statics, us, ws))
+
+    program("SSM layers", jax.jit(jax.value_and_grad(layers_loss, argnums=(0, 1))),
+            ([p for p, _ in lparams], us, ws))
+    if all(hasattr(l_, "kernel") for l_ in layers):
+        wk = [jax.random.normal(jax.random.key(10 + i), l_.kernel(L).shape) for i, l_ in enumerate(layers)]
+
+        def kernels_loss(ps, wk):
+            return sum(jnp.sum(eqx.combine(p, st).kernel(L) * w) for p, st, w in zip(ps, statics, wk))
+
+        program("SSM kernels", jax.jit(jax.value_and_grad(kernels_loss)), ([p for p, _ in lparams], wk))
+
+    # The floor.
+    bidirectional = bool(getattr(m, "bidirectional", False))
+    fn, args = bf.conv_floor(m.n_layers, Bn, H, L, bidirectional, key)
+    program("floor: FFT convolutions", fn, args)
+    shapes = bf.matmul_shapes(cfg, info, B)
+    fn, args = bf.matmul_floor(shapes, key)
+    program("floor: dense matmuls", fn, args)
+    fn, args = bf.elementwise_floor(cfg, info, B, key)
+    program("floor: elementwise", fn, args)
+    params = eqx.filter(ref.model, eqx.is_array)
+    grads = jax.tree_util.tree_map(lambda a: jnp.full_like(a, 1e-3), params)
+
+    def update(g, o, p):
+        u, o = tx.update(g, o, p)
+        return eqx.apply_updates(p, u), o
+
+    program("floor: optimizer update", jax.jit(update), (grads, ref.opt_state, params))
+
+    times = bf.interleave(components, rounds)
+    floor_names = [n for n in times if n.startswith("floor:")]
+    floor_ms = sum(times[n]["ms"] for n in floor_names)
+    for c in compile_s.values():
+        if c.get("total_s") is None:
+            c["total_s"] = c["trace_lower_s"] + c["xla_compile_s"]
+    step_ms, nossm_ms = times["step"]["ms"], times["no-SSM step"]["ms"]
+    rest_floor = sum(times[n]["ms"] for n in floor_names if n != "floor: FFT convolutions")
+    result = {
+        "suite": "step", "preset": preset, "layer": m.layer, "n_layers": m.n_layers, "d_model": H,
+        "d_state": m.d_state, "bidirectional": bidirectional, "norm": m.norm, "prenorm": m.prenorm,
+        "dropout": m.dropout, "output": m.output, "pool": m.pool, "scan_layers": m.scan_layers,
+        "batch": B, "L": L, "task": info.task, "d_input": info.d_input, "d_output": info.d_output,
+        "overrides": overrides, "rounds": rounds, "init_s": init_s, "times": times, "compile": compile_s,
+        "matmuls": [list(s_) for s_ in shapes], "floor_ms": floor_ms, "step_over_floor": step_ms / floor_ms,
+        "ssm_part_ms": step_ms - nossm_ms, "ssm_part_floor_ms": times["floor: FFT convolutions"]["ms"],
+        "rest_part_ms": nossm_ms, "rest_part_floor_ms": rest_floor,
+        "commit": bf.commit(), "load_before": load_before, "load_after": _load(),
+    }
+    return _device(result)
 
 
 # -------------------------------------------------------------------------------------------- generation
@@ -388,11 +644,52 @@ def format_generation_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def format_step_table(r: dict) -> str:
+    """One preset's step against its floor: every component, the ratios, the compile times, the load, the
+    commit and the command."""
+    name = r.get("preset", "?")
+    if "error" in r:
+        return f"step {name}: error: {r['error']}"
+    t, c = r["times"], r["compile"]
+    size = (f"{r['n_layers']}x{r['d_model']} N={r['d_state']} {r['layer']}"
+            + (" bidirectional" if r["bidirectional"] else "") + f", {r['norm']}norm"
+            + (" prenorm" if r["prenorm"] else " postnorm")
+            + f", dropout {r['dropout']}, {r['output']}, pool {r['pool']}")
+    lines = [
+        f"Train step vs floor: {name}  [{size}]  batch {r['batch']}  L {r['L']}",
+        f"  commit {r['commit']}  load {_load_col(r)}  median of {r['rounds']} interleaved rounds  "
+        f"device {r.get('device', '?')}",
+    ]
+    if r.get("command"):
+        lines.append(f"  command: {r['command']}")
+    head = f"  {'component':<28} {'median ms':>10} {'min ms':>9} {'cpu ms':>9} {'compile s':>10} {'x floor':>8}"
+    lines += [head, "  " + "-" * (len(head) - 2)]
+    floor = r["floor_ms"]
+    for n, v in t.items():
+        lines.append(f"  {n:<28} {v['ms']:>10.1f} {v['min_ms']:>9.1f} {v['cpu_ms']:>9.1f} "
+                     f"{c[n]['total_s']:>10.2f} {v['ms'] / floor:>8.2f}")
+    lines.append(f"  {'floor (sum of floor: rows)':<28} {floor:>10.1f} {'':>9} {'':>9} {'':>10} {1.0:>8.2f}")
+    ssm_ratio = r["ssm_part_ms"] / r["ssm_part_floor_ms"]
+    kernels = f"  (the SSM kernels alone: {t['SSM kernels']['ms']:.1f} ms)" if "SSM kernels" in t else ""
+    lines += [
+        f"  step / floor = {r['step_over_floor']:.2f}x",
+        f"  SSM part  (step - no-SSM step) {r['ssm_part_ms']:.1f} ms vs FFT convolutions "
+        f"{r['ssm_part_floor_ms']:.1f} ms = {ssm_ratio:.2f}x" + kernels,
+        f"  rest      (no-SSM step)        {r['rest_part_ms']:.1f} ms vs matmuls + elementwise + optimizer "
+        f"{r['rest_part_floor_ms']:.1f} ms = {r['rest_part_ms'] / r['rest_part_floor_ms']:.2f}x",
+        f"  step compile: trace+lower {c['step']['trace_lower_s']:.1f} s + XLA {c['step']['xla_compile_s']:.1f} s",
+    ]
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--suites", nargs="+", default=list(SUITES), choices=SUITES)
+    p.add_argument("--suites", nargs="+", default=list(DEFAULT_SUITES), choices=SUITES)
     p.add_argument("--layers", nargs="+", default=list(LAYERS), choices=LAYERS)
     p.add_argument("--lengths", nargs="+", type=int, default=list(LENGTHS))
+    p.add_argument("--floor-lengths", nargs="*", type=int, default=[4096],
+                   help="layers suite: lengths at which all --layers are set against the bare FFT conv + GELU "
+                        "(interleaved in one process); none to skip")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--d-state", type=int, default=64)
@@ -405,9 +702,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model-set", nargs="+", default=[], metavar="FIELD=VALUE",
                    help="models suite: override model.FIELD of every preset (JSON values; None for null), "
                         "e.g. --model-set dropout=0 layer=s4d measure=None")  # fmt: skip
+    p.add_argument("--cfg", nargs="+", default=["mnist.smnist"],
+                   help="step suite: presets whose train step is set against its floor (each in its own process; "
+                        "batch: --model-batch, else the preset's)")
+    p.add_argument("--rounds", type=int, default=5, help="step suite and layer floor: interleaved rounds")
     p.add_argument("--compile-preset", default="lra.pathx")
     p.add_argument("--precision", default="float32", choices=PRECISIONS,
-                   help="model precision of the models and compile suites (mixed: bf16 activations)")
+                   help="model precision of the models and compile suites (mixed: bf16 activations); the step "
+                        "suite and its floors are float32")
     p.add_argument("--gen-layers", nargs="+", default=["s4d"], help="model.layer names for generation")
     p.add_argument("--gen-length", type=int, default=4096)
     p.add_argument("--gen-d-model", type=int, default=64)
@@ -437,6 +739,11 @@ def _worker(args) -> dict:
                          precision=args.precision, compile_only=args._compile_only)
         r["norm_override"] = "norm" in overrides
         return r
+    if kind == "layer_floor":
+        return layer_floor_worker(rest[1:], int(rest[0]), args.batch, args.d_model, args.d_state, args.rounds)
+    if kind == "step":
+        return step_worker(rest[0], batch=args.model_batch, rounds=args.rounds,
+                           overrides=json.loads(args._overrides))
     if kind == "generation":
         return generation_worker(rest[0], args.gen_length, args.gen_d_model, args.gen_d_state,
                                  args.gen_n_layers, args.gen_naive_tokens, max(1, min(args.repeats, 3)))
@@ -477,6 +784,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     machine = _machine()
     print(f"# ssm benchmark  {machine}", flush=True)
+    step_batch = args.model_batch  # the step suite keeps the preset's batch unless one is given
     if args.model_batch is None and machine["platform"] == "cpu":
         args.model_batch = 2
     out: dict = {"machine": machine, "command": " ".join(["python", "scripts/bench.py", *(argv or sys.argv[1:])])}
@@ -495,8 +803,18 @@ def main(argv: list[str] | None = None) -> dict:
                 rows.append(r)
                 print(format_layer_table([r]).splitlines()[-1], flush=True)
         out["layers"] = rows
+        floors = []
+        for length in args.floor_lengths:
+            r = _run_worker(["layer_floor", str(length), *args.layers, *common, "--rounds", str(args.rounds)],
+                            args.timeout)
+            r.setdefault("L", length)
+            r["command"] = out["command"]
+            floors.append(r)
+            print(format_layer_floor_table(r), flush=True)
+        out["layer_floor"] = floors
         tables.append(f"Layers: batch {args.batch}, H={args.d_model}, N={args.d_state}, {args.dtype}; "
                       f"median of {args.repeats} runs\n" + format_layer_table(rows))
+        tables += [format_layer_floor_table(r) for r in floors]
 
     model_common = ["--model-steps", str(args.model_steps), "--precision", args.precision]
     if args.model_batch is not None:
@@ -547,6 +865,21 @@ def main(argv: list[str] | None = None) -> dict:
         out["generation"] = rows
         tables.append("Generation: greedy, batch 1; recurrent steps vs re-running the model over the buffer "
                       "per token\n" + format_generation_table(rows))
+
+    if "step" in args.suites:
+        user = parse_model_set(args.model_set)
+        rows = []
+        for preset in args.cfg:
+            extra = ["--rounds", str(args.rounds), "--_overrides", json.dumps(user)]
+            if step_batch is not None:
+                extra += ["--model-batch", str(step_batch)]
+            r = _run_worker(["step", preset, *extra], args.timeout)
+            r.setdefault("preset", preset)
+            r["command"] = out["command"]
+            rows.append(r)
+            print(format_step_table(r), flush=True)
+        out["step"] = rows
+        tables += [format_step_table(r) for r in rows]
 
     out["machine"]["loadavg_1m_end"] = _load()
     print()

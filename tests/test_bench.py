@@ -99,3 +99,128 @@ def test_profile_parts_and_memory():
     assert all(w > 0 and c >= 0 for w, c in times.values())
     mem = prof.memory_analysis(layer, 2, 16, 4)
     assert mem["argument_mib"] > 0 and mem["temp_mib"] >= 0
+
+
+# ------------------------------------------------------------------------- the step suite and its floor
+
+floor = _load("bench_floor")
+TINY = dict(layer="s4d", d_model=4, n_layers=2, d_state=4, measure=None)
+
+
+def _naive_conv(u, k, D, bidirectional):
+    """Direct sums (float64): ``y_t = sum_{s<=t} k0[t-s] u_s (+ sum_{s>=t} k1[s-t] u_s) + D u_t`` per channel,
+    the bidirectional kernel given as its circular form ``k (H, 2L)`` = lags 0..L-1, then lag -(2L-j) at j."""
+    B, H, L = u.shape
+    y = D[None, :, None] * u
+    for t in range(L):
+        for s in range(L):
+            if s <= t:
+                y[:, :, t] += k[:, t - s] * u[:, :, s]
+            if bidirectional and s > t:
+                y[:, :, t] += k[:, 2 * L - (s - t)] * u[:, :, s]
+    return y
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_conv_floor_is_the_convolution_the_model_needs(bidirectional):
+    rng = np.random.default_rng(0)
+    B, H, L = 2, 3, 9
+    u, D = rng.standard_normal((B, H, L)), rng.standard_normal(H)
+    k = rng.standard_normal((H, 2 * L if bidirectional else L))
+    if bidirectional:
+        k[:, L] = 0.0  # lag +-L cannot occur in a length-L sequence
+    w = rng.standard_normal((B, H, L))
+    expected = np.sum(_naive_conv(u, k, D, bidirectional) * w)
+    got = floor.conv_loss(jax.numpy.asarray(u), jax.numpy.asarray(k), jax.numpy.asarray(D), jax.numpy.asarray(w))
+    np.testing.assert_allclose(float(got), expected, rtol=1e-12)
+    fn, args = floor.conv_floor(2, B, H, L, bidirectional, jax.random.key(0))
+    value, (gu, gk, gD) = fn(*args)
+    assert len(gu) == len(gk) == 2 and gk[0].shape == (H, 2 * L if bidirectional else L)
+    assert np.isfinite(float(value)) and all(np.all(np.isfinite(g)) for g in gu + gk + gD)
+
+
+def test_matmul_shapes_follow_the_model():
+    import configs
+    from ssm.data.base import DatasetInfo
+
+    cfg = configs.get_preset("mnist.smnist")
+    info = DatasetInfo(task="classification", d_input=1, d_output=10, seq_len=784)
+    shapes = floor.matmul_shapes(cfg, info, 50)
+    assert shapes[0] == ("encoder", 50 * 784, 1, 256, True, False)
+    assert [s[1:4] for s in shapes[1:5]] == [(50 * 784, 256, 512)] * 4 and len(shapes) == 6
+    assert shapes[-1] == ("decoder", 50, 256, 10, True, True)
+    lm = configs.get_preset("lm.wt2")
+    info = DatasetInfo(task="lm", d_input=100, d_output=100, seq_len=16, tokens=True)
+    shapes = floor.matmul_shapes(lm, info, 2)
+    assert shapes[0][0].startswith("block") and len(shapes) == 13  # token inputs: a gather, no encoder matmul
+    assert shapes[-1] == ("decoder (tied)", 32, 512, 100, False, True)
+    fn, args = floor.matmul_floor(floor.matmul_shapes(cfg, DatasetInfo("classification", 1, 10, 8), 2),
+                                  jax.random.key(0))
+    value, (gw, gx) = fn(*args)
+    assert np.isfinite(float(value)) and len(gw) == 6 and len(gx) == 5  # no input gradient for the encoder
+
+
+def test_without_ssm_replaces_only_the_ssm_layers():
+    import dataclasses
+
+    import configs
+    from ssm.data.base import DatasetInfo
+    from ssm.model import make_model
+
+    cfg = dataclasses.replace(configs.get_preset("mnist.smnist").model, **TINY)
+    info = DatasetInfo(task="classification", d_input=1, d_output=10, seq_len=8)
+    model, state = make_model(cfg, info, key=jax.random.key(0))
+    bare = floor.without_ssm(model)
+    assert len(floor.ssm_layers(model)) == 2 and floor.ssm_layers(bare) == []
+    assert bare.blocks[1].out.weight is model.blocks[1].out.weight and bare.encoder.weight is model.encoder.weight
+    # Identity SSM: a pre-norm block is x + GLU(out(GELU(LayerNorm(x)))); check block 0 by hand.
+    x = jax.random.normal(jax.random.key(1), (8, 4))
+    b = model.blocks[0]
+    mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    z = (x - mu) / np.sqrt(var + b.norm.ln.eps) * b.norm.ln.weight + b.norm.ln.bias
+    z = jax.nn.gelu(z, approximate=False) @ b.out.weight.T + b.out.bias
+    expected = x + z[:, :4] * jax.nn.sigmoid(z[:, 4:])
+    got, _ = bare.blocks[0](x, state)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-10, atol=1e-12)
+
+
+def test_dataset_info_without_the_files(monkeypatch, tmp_path):
+    import configs
+
+    monkeypatch.setenv("DATA_PATH", str(tmp_path))  # empty: the vocabulary files are not there
+    info = bench.dataset_info(configs.get_preset("lra.listops"))
+    assert (info.task, info.d_input, info.d_output, info.seq_len, info.tokens) == ("classification", 18, 10, 2048, True)
+    info = bench.dataset_info(configs.get_preset("lm.wt2"))
+    assert (info.task, info.d_input, info.d_output, info.seq_len) == ("lm", 33278, 33278, 1024)
+
+
+def test_step_worker_and_table():
+    # The demo preset (L = 64, no data needed), made bidirectional with dropout and BatchNorm post-norm (the LRA
+    # block), tiny.
+    over = dict(TINY, n_layers=1, bidirectional=True, dropout=0.1, norm="batch", prenorm=False)
+    r = bench.step_worker("demo.digits", batch=2, rounds=1, overrides=over)
+    names = {"step", "no-SSM step", "SSM layers", "SSM kernels", "floor: FFT convolutions", "floor: dense matmuls",
+             "floor: elementwise", "floor: optimizer update"}
+    assert set(r["times"]) == names and set(r["compile"]) == names
+    assert r["bidirectional"] and (r["batch"], r["L"], r["n_layers"]) == (2, 64, 1)
+    floor_ms = sum(v["ms"] for n, v in r["times"].items() if n.startswith("floor:"))
+    assert r["floor_ms"] == pytest.approx(floor_ms) and floor_ms > 0
+    assert r["step_over_floor"] == pytest.approx(r["times"]["step"]["ms"] / floor_ms)
+    assert r["ssm_part_ms"] == pytest.approx(r["times"]["step"]["ms"] - r["times"]["no-SSM step"]["ms"])
+    r["command"] = "python scripts/bench.py --suites step --cfg demo.digits"
+    table = bench.format_step_table(r)
+    print(table)
+    for text in ("step / floor", "SSM part", "commit ", "load ", "command: python scripts/bench.py", "bidirectional",
+                 "floor: optimizer update"):
+        assert text in table
+    assert "error: boom" in bench.format_step_table({"preset": "x", "error": "boom"})
+
+
+def test_layer_floor_worker_and_table():
+    r = bench.layer_floor_worker(["S4D", "S5"], 32, 2, 4, 4, 1)
+    assert [x["layer"] for x in r["rows"]] == ["S4D", "S5"] and r["floor_ms"] > 0
+    for x in r["rows"]:
+        assert x["ratio"] == pytest.approx(x["ms"] / r["floor_ms"])
+    table = bench.format_layer_floor_table(r)
+    print(table)
+    assert "S5" in table.splitlines()[-1] and "commit" in table
