@@ -57,6 +57,14 @@ DIRECTION_FIELDS = {ssm.S4: ("C_re", "C_im"), ssm.S4D: ("C_re", "C_im"), ssm.DSS
                     ssm.S5: ("C_re", "C_im"), ssm.HOPE: ("h", "log_dt")}
 # float32: the least accurate path is the S4-FouT convolution (Cauchy sums + Woodbury at the roots of unity, ~1e-5).
 DTYPES = {"float64": (jnp.float64, 1e-11), "float32": (jnp.float32, 2e-5)}
+# float32 runs a subset (each case costs a compilation): every layer class once, and S4 with the measure whose float32
+# recurrence is the hardest (FouT: barely decaying modes); options that only change values share the float64 checks.
+FLOAT32_CAUSAL = ("s4-legs", "s4-fout", "s4d-zoh", "dss-exp", "s5", "hope")
+FLOAT32_BIDIRECTIONAL = ("s4", "s5")
+
+
+def _cases(cases, float32_ids):
+    return [pytest.param(c, d, id=f"{c[0]}-{d}") for c in cases for d in DTYPES if d == "float64" or c[0] in float32_ids]
 
 
 def _build(cls, opts, dtype):
@@ -66,6 +74,9 @@ def _build(cls, opts, dtype):
 def _rel(a, b):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+_call = eqx.filter_jit(lambda m, x: m(x))  # one compilation per layer structure, shared by the tests
 
 
 @eqx.filter_jit
@@ -86,8 +97,7 @@ def _inputs(dtype):
     return jax.random.normal(jax.random.key(5), (L, H)).astype(dtype)
 
 
-@pytest.mark.parametrize("dtype_name", list(DTYPES))
-@pytest.mark.parametrize("case", CAUSAL, ids=[c[0] for c in CAUSAL])
+@pytest.mark.parametrize("case,dtype_name", _cases(CAUSAL, FLOAT32_CAUSAL))
 def test_causal_layer_contract(case, dtype_name):
     _, cls, opts = case
     dtype, tol = DTYPES[dtype_name]
@@ -110,11 +120,11 @@ def test_causal_layer_contract(case, dtype_name):
     # float32 is the float64 layer with the same parameters, to float32 accuracy
     if dtype == jnp.float32:
         lay64 = jax.tree.map(lambda x: x.astype(jnp.float64) if eqx.is_array(x) else x, layer)
-        assert _rel(conv, lay64(u.astype(jnp.float64))) < 10 * tol
+        assert _rel(conv, _call(lay64, u.astype(jnp.float64))) < tol
 
     # causality: a change at t0 moves nothing before t0, and something at t0
     t0 = 7
-    bumped = eqx.filter_jit(lambda m, x: m(x))(layer, u.at[t0].add(1.0))
+    bumped = _call(layer, u.at[t0].add(1.0))
     scale = float(jnp.abs(conv).max())
     assert float(jnp.abs(bumped[:t0] - conv[:t0]).max()) <= tol * scale
     assert float(jnp.abs(bumped[t0] - conv[t0]).max()) > 1e-3 * scale
@@ -129,8 +139,7 @@ def _field_names(layer):
     return [n for n in layer.__dataclass_fields__ if eqx.is_array(getattr(layer, n))]
 
 
-@pytest.mark.parametrize("dtype_name", list(DTYPES))
-@pytest.mark.parametrize("case", BIDIRECTIONAL, ids=[c[0] for c in BIDIRECTIONAL])
+@pytest.mark.parametrize("case,dtype_name", _cases(BIDIRECTIONAL, FLOAT32_BIDIRECTIONAL))
 def test_bidirectional_is_forward_plus_reversed_causal_pass(case, dtype_name):
     _, cls, opts = case
     dtype, tol = DTYPES[dtype_name]
@@ -145,7 +154,7 @@ def test_bidirectional_is_forward_plus_reversed_causal_pass(case, dtype_name):
         return eqx.tree_at(lambda m: [getattr(m, n) for n in fields], one, values)
 
     u = _inputs(dtype)
-    run = eqx.filter_jit(lambda m, x: m(x))
+    run = _call
     y = run(bi, u)
     assert y.dtype == dtype
     ref = run(causal(0), u) + run(causal(1), u[::-1])[::-1] - bi.D * u
