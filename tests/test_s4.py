@@ -150,28 +150,29 @@ def test_rate_length_is_ceil_so_subsampled_inputs_fit():
     np.testing.assert_allclose(ys, ref, atol=1e-10)
 
 
-@pytest.mark.parametrize("bidirectional", [False, True])
-def test_length_extension_equals_layer_built_for_the_longer_length(bidirectional):
+def test_length_extension_equals_layer_built_for_the_longer_length():
     # l_max = 8 asked for L = 40: C̃ is doubled 3 times (C̃ ← C̃(I + Ā^l), l = 8, 16, 32) to the length 64. The output
     # matrix C is unchanged, so the result is the layer built with l_max = 64 from the same draw of C (same key), and
     # the dense kernel C Ā^k B̄ with C = C̃(I - Ā^8)^{-1} from matrix powers (naive_kernels).
-    short = ssm.S4(d_model=2, d_state=6, key=KEY, l_max=8, bidirectional=bidirectional, measure="legt")
-    long = ssm.S4(d_model=2, d_state=6, key=KEY, l_max=64, bidirectional=bidirectional, measure="legt")
+    short = ssm.S4(d_model=2, d_state=6, key=KEY, l_max=8, measure="legt")
+    long = ssm.S4(d_model=2, d_state=6, key=KEY, l_max=64, measure="legt")
     K = kernel(short, 40)
     np.testing.assert_allclose(K, kernel(long, 40), atol=1e-10)
-    ref = naive_kernels(short, 40)
-    np.testing.assert_allclose(K, ref if bidirectional else ref[0], atol=1e-10)
+    np.testing.assert_allclose(K, naive_kernels(short, 40)[0], atol=1e-10)
     u = np.random.default_rng(8).normal(size=(40, 2))
-    np.testing.assert_allclose(call(short, jnp.asarray(u)), naive_output(short, u.copy()), atol=1e-10)
-    if not bidirectional:  # the recurrence runs past l_max unchanged
-        ys, _ = run_steps(short, jnp.asarray(u))
-        np.testing.assert_allclose(ys, naive_output(short, u.copy()), atol=1e-10)
+    ref = naive_output(short, u.copy())
+    np.testing.assert_allclose(call(short, jnp.asarray(u)), ref, atol=1e-10)
+    ys, _ = run_steps(short, jnp.asarray(u))  # the recurrence runs past l_max unchanged
+    np.testing.assert_allclose(ys, ref, atol=1e-10)
     # rate 2: doubled at rate 1 (as the official code), read at ceil(64/2) = 32 >= 20 > ceil(8/2) = 4
     np.testing.assert_allclose(call(short, jnp.asarray(u[:20]), 2.0), call(long, jnp.asarray(u[:20]), 2.0), atol=1e-10)
     # differentiable through the doubling
     g = eqx.filter_jit(eqx.filter_grad(lambda m: jnp.sum(m(jnp.asarray(u)) ** 2)))(short)
     leaves = jax.tree.leaves(eqx.filter(g, eqx.is_array))
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in leaves) and float(jnp.abs(g.log_A_re).max()) > 0
+    # bidirectional: both output matrices are doubled
+    bi = ssm.S4(d_model=2, d_state=6, key=KEY, l_max=8, measure="legt", bidirectional=True)
+    np.testing.assert_allclose(kernel(bi, 40), naive_kernels(bi, 40), atol=1e-10)
 
 
 def test_default_constructor_runs_at_path_x_length():
@@ -292,3 +293,18 @@ def test_bad_options():
         ssm.S4(d_model=4, d_state=4, key=KEY, n_ssm=3)
     with pytest.raises(ValueError, match="Unknown HiPPO measure"):
         ssm.S4(d_model=2, d_state=4, key=KEY, measure="legx")
+
+
+def test_host_setup_under_vmap_and_grad():
+    # init_state's float64 host set-up (jax.pure_callback) works for a vmapped stack of layers (scan_layers) and is
+    # differentiable (custom JVP from the same formulas): the gradient through prefill equals the convolution's.
+    layers = [ssm.S4(2, 4, key=k, l_max=8) for k in jax.random.split(jax.random.key(4), 3)]
+    stack = jax.tree.map(lambda *xs: jnp.stack(xs), *layers)
+    states = eqx.filter_jit(eqx.filter_vmap(lambda m: m.init_state(rate=1.0)))(stack)
+    one = layers[1]
+    np.testing.assert_array_equal(states["C"][1], one.init_state()["C"])
+    u = jax.random.normal(KEY, (8, 2))
+    g_pre = eqx.filter_jit(eqx.filter_grad(lambda m: jnp.sum(m.prefill(u)[0] ** 2)))(one)
+    g_conv = eqx.filter_jit(eqx.filter_grad(lambda m: jnp.sum(m(u) ** 2)))(one)
+    for a, b in zip(jax.tree.leaves(eqx.filter(g_pre, eqx.is_array)), jax.tree.leaves(eqx.filter(g_conv, eqx.is_array))):
+        np.testing.assert_allclose(a, b, atol=1e-11 * float(jnp.abs(b).max()))

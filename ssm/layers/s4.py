@@ -247,10 +247,13 @@ class S4(AbstractConvSSMLayer):
         def inner(w: Array) -> Array:  # P^* w = 2 Re Σ_m conj(P_m) w_m over the full state: (R, H)
             return 2 * jnp.sum(Pc * w[None], axis=-1).real
 
+        # The rank-R contractions are written as broadcast sums, not einsum: a float32 dot_general may run in TF32 on
+        # GPUs (jax's default matmul precision), which would undo the float64 set-up.
+        DP = state["DP"]
         Px = inner(x)
-        v = state["a"] * x - jnp.einsum("rhm,rh->hm", state["DP"], Px) + state["DB"] * u_t[:, None]
-        w = jnp.einsum("hrq,qh->hr", state["Ginv"], Px + inner(v))
-        x_new = x + (v - jnp.einsum("rhm,hr->hm", state["DP"], w))
+        v = state["a"] * x - jnp.sum(DP * Px[:, :, None], axis=0) + state["DB"] * u_t[:, None]
+        w = jnp.sum(state["Ginv"] * (Px + inner(v)).T[:, None, :], axis=-1)  # (H, R) = G^{-1} P^*(x + v)
+        x_new = x + (v - jnp.sum(DP * w.T[:, :, None], axis=0))
         y = 2 * jnp.sum(state["C"] * x_new, axis=-1).real + self.D * u_t
         return y.astype(u_t.dtype), {**state, "x": x_new}
 
