@@ -18,7 +18,6 @@ Sampling: temperature (0 = greedy arg-max) and nucleus (top-p) filtering.
 
 from __future__ import annotations
 
-import inspect
 import time
 from typing import Any
 
@@ -113,10 +112,7 @@ def init_cache(model: SequenceModel, *, rate: float = 1.0) -> Cache:
     """Every layer's zero recurrent state (the cache before any token)."""
 
     def one(layer: AbstractSSMLayer) -> Any:
-        # S4 computes its output matrix for this rate in init_state; the diagonal layers take no rate.
-        if "rate" in inspect.signature(layer.init_state).parameters:
-            return layer.init_state(rate=rate)
-        return layer.init_state()
+        return layer.init_state(rate=rate)
 
     if model.scan_layers:
         return eqx.filter_vmap(lambda b: one(b.layer))(model.blocks)

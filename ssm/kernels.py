@@ -1,6 +1,8 @@
-"""Kernel mathematics of the S4 family: discretization, Vandermonde and Cauchy kernels, Woodbury, FFT convolution.
+"""Kernel mathematics of the S4 family: discretization, Vandermonde and Cauchy kernels, Woodbury, FFT convolution,
+the DPLR set-up (``C̃`` and its length doubling, the constants of the O(N) step), prefill, and the associative-scan
+diagonal recurrence (S5).
 
-Pure ``jax.numpy`` functions (float32 or float64, differentiable). Conventions (ssm-math.md §1–5, §10):
+Pure ``jax.numpy`` functions (float32 or float64, differentiable); the dense DPLR set-up also runs in numpy. Conventions (ssm-math.md §1–5, §10):
 
 - Discrete SSM ``x_k = Ā x_{k-1} + B̄ u_k``, ``y_k = C x_k`` (the state includes the current input), kernel
   ``K_k = C Ā^k B̄``.
@@ -15,13 +17,19 @@ batched matmul; the DPLR kernel evaluates its Cauchy sums over blocks of frequen
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Bool, Complex, Float, Inexact
 
 DISCS = ("zoh", "bilinear", "dss_exp", "dss_softmax")
+
+# The dense DPLR set-up also runs in numpy (float64 on the host, see ssm.layers.s4): those functions take either.
+AnyArray = Union[Array, np.ndarray]
 
 
 _HIGHEST = jax.lax.Precision.HIGHEST
@@ -278,19 +286,21 @@ def dplr_kernel_from_ctilde(
 
 
 def dplr_dense(
-    dt: Float[Array, " H"], A: Complex[Array, "H M"], P: Complex[Array, "R H M"], B: Complex[Array, "H M"]
-) -> tuple[Complex[Array, "H N N"], Complex[Array, "H N"]]:
-    """Bilinear ``(Ā, B̄)`` of the full ``N = 2M`` DPLR system as dense matrices (for setup, not the hot path)."""
-    Af = jnp.concatenate([A, jnp.conj(A)], axis=-1)
-    Pf = jnp.concatenate([P, jnp.conj(P)], axis=-1)  # (R, H, N)
-    Bf = jnp.concatenate([B, jnp.conj(B)], axis=-1)
+    dt: Float[AnyArray, " H"], A: Complex[AnyArray, "H M"], P: Complex[AnyArray, "R H M"], B: Complex[AnyArray, "H M"], xp=jnp
+) -> tuple[Complex[AnyArray, "H N N"], Complex[AnyArray, "H N"]]:
+    """Bilinear ``(Ā, B̄)`` of the full ``N = 2M`` DPLR system as dense matrices (for setup, not the hot path).
+
+    ``xp``: the array namespace, ``jax.numpy`` (default) or ``numpy`` (host float64 set-up, :func:`dplr_recurrence`)."""
+    Af = xp.concatenate([A, xp.conj(A)], axis=-1)
+    Pf = xp.concatenate([P, xp.conj(P)], axis=-1)  # (R, H, N)
+    Bf = xp.concatenate([B, xp.conj(B)], axis=-1)
     N = Af.shape[-1]
-    Amat = jax.vmap(jnp.diag)(Af) - jnp.einsum("rhn,rhk->hnk", Pf, jnp.conj(Pf))
-    eye = jnp.eye(N, dtype=Amat.dtype)
+    eye = xp.eye(N, dtype=Af.dtype)
+    Amat = Af[:, :, None] * eye - xp.einsum("rhn,rhk->hnk", Pf, xp.conj(Pf))
     s = (2 / dt)[:, None, None]
     lhs = s * eye - Amat
-    Ab = jnp.linalg.solve(lhs, s * eye + Amat)
-    Bb = jnp.linalg.solve(lhs, 2 * Bf[..., None])[..., 0]
+    Ab = xp.linalg.solve(lhs, s * eye + Amat)
+    Bb = xp.linalg.solve(lhs, 2 * Bf[..., None])[..., 0]
     return Ab, Bb
 
 
@@ -326,23 +336,80 @@ def ctilde(
 
 
 def ctilde_inverse(
+    dt: Float[AnyArray, " H"],
+    A: Complex[AnyArray, "H M"],
+    P: Complex[AnyArray, "R H M"],
+    B: Complex[AnyArray, "H M"],
+    Ct: Complex[AnyArray, "*C H M"],
+    L: int,
+    xp=jnp,
+) -> Complex[AnyArray, "*C H M"]:
+    """The output matrix ``C = C̃ (I - Ā^L)^{-1}`` from ``C̃`` (inverse of :func:`ctilde`); ``xp`` as in
+    :func:`dplr_dense`."""
+    M = A.shape[-1]
+    N = 2 * M
+    Ab, _ = dplr_dense(dt, A, P, B, xp)
+    power = np.linalg.matrix_power if xp is np else matrix_power
+    IminusAL = xp.eye(N, dtype=Ab.dtype) - power(Ab, L)
+    Ctf = xp.concatenate([Ct, xp.conj(Ct)], axis=-1)
+    lead = Ctf.shape[:-2]
+    rhs = xp.moveaxis(Ctf.reshape((-1,) + Ctf.shape[-2:]), 0, -1)  # (H, N, nC)
+    sol = xp.linalg.solve(xp.swapaxes(IminusAL, -1, -2), rhs)  # C_f (I - Ā^L) = C̃_f, transposed
+    return xp.moveaxis(sol, -1, 0).reshape(lead + (Ctf.shape[-2], N))[..., :M]
+
+
+def ctilde_double(
     dt: Float[Array, " H"],
     A: Complex[Array, "H M"],
     P: Complex[Array, "R H M"],
     B: Complex[Array, "H M"],
     Ct: Complex[Array, "*C H M"],
     L: int,
+    times: int,
 ) -> Complex[Array, "*C H M"]:
-    """The output matrix ``C = C̃ (I - Ā^L)^{-1}`` from ``C̃`` (inverse of :func:`ctilde`)."""
+    """``C̃`` for length ``2^times · L`` from ``C̃ = C_f (I - Ā^L)`` for length ``L``, by doubling ``times`` times.
+
+    ``I - Ā^{2L} = (I - Ā^L)(I + Ā^L)`` gives ``C_f (I - Ā^{2L}) = C̃ (I + Ā^L) = C̃ + C̃ Ā^L``: the output matrix C is
+    unchanged, so the kernel of the doubled ``C̃`` continues the original one exactly (the length doubling of the
+    official S4 code, state-spaces/s4 ``SSMKernelDPLR._setup_C``). Dense ``Ā^L`` by squaring, ``O(H N^3 log L)``."""
     M = A.shape[-1]
-    N = 2 * M
     Ab, _ = dplr_dense(dt, A, P, B)
-    IminusAL = jnp.eye(N, dtype=Ab.dtype) - matrix_power(Ab, L)
+    AL = matrix_power(Ab, L)
     Ctf = jnp.concatenate([Ct, jnp.conj(Ct)], axis=-1)
-    lead = Ctf.shape[:-2]
-    rhs = jnp.moveaxis(Ctf.reshape((-1,) + Ctf.shape[-2:]), 0, -1)  # (H, N, nC)
-    sol = jnp.linalg.solve(jnp.swapaxes(IminusAL, -1, -2), rhs)  # C_f (I - Ā^L) = C̃_f, transposed
-    return jnp.moveaxis(sol, -1, 0).reshape(lead + (Ctf.shape[-2], N))[..., :M]
+    for i in range(times):
+        Ctf = Ctf + jnp.einsum("...hn,hnk->...hk", Ctf, AL)
+        if i + 1 < times:
+            AL = AL @ AL
+    return Ctf[..., :M]
+
+
+def dplr_recurrence(
+    dt: Float[AnyArray, " H"],
+    A: Complex[AnyArray, "H M"],
+    P: Complex[AnyArray, "R H M"],
+    B: Complex[AnyArray, "H M"],
+    Ct: Complex[AnyArray, "H M"],
+    L: int,
+    xp=jnp,
+) -> dict[str, AnyArray]:
+    """The constants of the O(N) bilinear DPLR step (S4's recurrent mode), on the stored half state.
+
+    With ``s = 2/Δ``, ``D_Δ = 1/(s - Λ)`` and ``G = I + P^* D_Δ P`` (rank ``R``, inner products over the full
+    conjugate-symmetric state), the bilinear step ``x_new = Ā x + B̄ u`` is Woodbury's
+    ``x_new = D_Δ x' - D_Δ P G^{-1} P^* D_Δ x'``, ``x' = (s + Λ) x - P (P^* x) + 2 B u``. Since
+    ``D_Δ (s + Λ) = 1 + 2 Λ D_Δ``, ``D_Δ x' = x + v`` with the increment ``v = 2ΛD_Δ x - D_Δ P (P^* x) + 2 D_Δ B u``,
+    and ``x_new = x + v - D_Δ P G^{-1} (P^* x + P^* v)``. The coefficients multiply only the increment, which is
+    O(Δ) smaller than ``x``: their rounding perturbs ``Ā`` by O(Δ·eps) instead of O(eps), and such a fixed error
+    compounds over the steps (``Ā^t``), so in float32 this form stays far closer to the convolution.
+
+    Returns ``C = C̃ (I - Ā^L)^{-1}`` (:func:`ctilde_inverse`) and ``a = 2ΛD_Δ``, ``DP = D_Δ P``, ``DB = 2D_Δ B``,
+    ``Ginv = G^{-1}`` (real ``(H, R, R)``). ``xp`` as in :func:`dplr_dense`.
+    """
+    C = ctilde_inverse(dt, A, P, B, Ct, L, xp)
+    Dd = 1 / ((2 / dt)[:, None] - A)
+    DP = Dd * P
+    G = xp.eye(P.shape[0], dtype=dt.dtype) + 2 * xp.einsum("rhm,qhm->hrq", xp.conj(P), DP).real
+    return {"C": C, "a": 2 * A * Dd, "DP": DP, "DB": 2 * Dd * B, "Ginv": xp.linalg.inv(G)}
 
 
 def dplr_kernel(
@@ -502,3 +569,56 @@ def dense_prefill(
         x, y_f = jax.lax.scan(body, x, u[r:].reshape(nfull, T, H))
         ys.append(y_f.reshape(nfull * T, H))
     return jnp.concatenate(ys, axis=0).astype(u.dtype), x
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Diagonal linear recurrence by associative scan (S5)
+
+
+def _combine(
+    e1: tuple[Complex[Array, "..."], Complex[Array, "..."]], e2: tuple[Complex[Array, "..."], Complex[Array, "..."]]
+) -> tuple[Complex[Array, "..."], Complex[Array, "..."]]:
+    # e1 is the earlier element: x = a2 (a1 x0 + b1) + b2.
+    a1, b1 = e1
+    a2, b2 = e2
+    return a2 * a1, a2 * b1 + b2
+
+
+def _scan(a: Complex[Array, " P"], b: Complex[Array, "L P"], reverse: bool) -> Complex[Array, "L P"]:
+    A = jnp.broadcast_to(a, b.shape)
+    return jax.lax.associative_scan(_combine, (A, b), reverse=reverse)[1]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _recurrence(a: Complex[Array, " P"], b: Complex[Array, "L P"], reverse: bool) -> Complex[Array, "L P"]:
+    return _scan(a, b, reverse)
+
+
+def _recurrence_fwd(a, b, reverse):
+    x = _scan(a, b, reverse)
+    return x, (a, x)
+
+
+def _recurrence_bwd(reverse, res, g):
+    # The adjoint of x_k = a x_{k-1} + b_k is the reversed recurrence λ_k = g_k + a λ_{k+1}, and then
+    # ∂/∂b_k = λ_k, ∂/∂a = Σ_k λ_k x_{k-1} (JAX's convention for holomorphic maps: plain transposes, no conjugates).
+    # One more associative scan instead of differentiating through the scan's strided slices (~5x faster on CPU).
+    a, x = res
+    lam = _scan(a, g, not reverse)
+    zero = jnp.zeros_like(x[:1])
+    x_prev = jnp.concatenate([x[1:], zero]) if reverse else jnp.concatenate([zero, x[:-1]])
+    return jnp.sum(lam * x_prev, axis=0), lam
+
+
+_recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
+
+
+def linear_recurrence(
+    a: Complex[Array, " P"], b: Complex[Array, "L P"], *, reverse: bool = False
+) -> Complex[Array, "L P"]:
+    """All states of ``x_k = a ∘ x_{k-1} + b_k`` (``x_{-1} = 0``) by ``jax.lax.associative_scan``.
+
+    ``reverse=True`` runs the recurrence from the end: ``x_k = a ∘ x_{k+1} + b_k``, i.e. ``x_k = Σ_{s≥k} a^{s-k} b_s``.
+    Reverse-mode differentiable (custom VJP: the adjoint is the opposite-direction scan); no forward mode.
+    """
+    return _recurrence(a, b, reverse)

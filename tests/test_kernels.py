@@ -222,6 +222,30 @@ def test_dplr_ctilde_blocks_doubling_and_inverse():
         np.testing.assert_allclose(ctilde(dt, A, P, B, C, 2 * L)[h], doubled[: A.shape[1]], atol=1e-11)
 
 
+def test_ctilde_double_and_recurrence_constants():
+    dt, A, P, B, C = map(jnp.asarray, rand_system(R=2))
+    L = 6
+    Ct = ctilde(dt, A, P, B, C, L)
+    # doubling twice: C̃_{4L} = C̃_L (I + Ā^L)(I + Ā^{2L}) = C (I - Ā^{4L}) (kernels.ctilde uses the direct power)
+    np.testing.assert_allclose(kernels.ctilde_double(dt, A, P, B, Ct, L, 2), ctilde(dt, A, P, B, C, 4 * L), atol=1e-11)
+    # the step constants (numpy and jax.numpy give the same), applied in increment form, give one dense bilinear step
+    rec = kernels.dplr_recurrence(dt, A, P, B, Ct, L)
+    rec_np = kernels.dplr_recurrence(*(np.asarray(a) for a in (dt, A, P, B, Ct)), L, xp=np)
+    for k in rec:
+        np.testing.assert_allclose(rec[k], rec_np[k], atol=1e-12)
+    np.testing.assert_allclose(rec["C"], C, atol=1e-11)
+    Am = dense_A(np.asarray(A), np.asarray(P))
+    x = RNG.normal(size=A.shape) + 1j * RNG.normal(size=A.shape)
+    u = RNG.normal(size=A.shape[0])
+    Pc = np.conj(np.asarray(P))
+    inner = lambda w: 2 * np.sum(Pc * w[None], axis=-1).real  # noqa: E731
+    v = rec_np["a"] * x - np.einsum("rhm,rh->hm", rec_np["DP"], inner(x)) + rec_np["DB"] * u[:, None]
+    x_new = x + v - np.einsum("rhm,hr->hm", rec_np["DP"], np.einsum("hrq,qh->hr", rec_np["Ginv"], inner(x) + inner(v)))
+    for h in range(A.shape[0]):
+        Ab, Bb = discretize_dense(float(dt[h]), Am[h], full(np.asarray(B)[h]), "bilinear")
+        np.testing.assert_allclose(x_new[h], (Ab @ full(x[h]) + Bb * u[h])[: A.shape[1]], atol=1e-12)
+
+
 def test_dplr_with_zero_low_rank_equals_diagonal_bilinear():
     dt, A, P, B, C = map(jnp.asarray, rand_system())
     K1 = dplr_kernel(dt, A, jnp.zeros_like(P), B, C, 33)

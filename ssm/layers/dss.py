@@ -13,7 +13,7 @@ DSS computes ``1/Λ`` as ``conj(Λ)/(|Λ|² + ε)``; here it is the exact recipr
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -22,17 +22,17 @@ import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 from ssm import hippo, kernels
-from ssm.layers.base import AbstractSSMLayer
-from ssm.layers.s4d import init_log_dt
+from ssm.layers.base import AbstractConvSSMLayer
+from ssm.layers.initializers import init_log_dt, resolve_dtype
 
 DSS_KERNELS = ("exp", "softmax")
 
 
-class DSS(AbstractSSMLayer):
+class DSS(AbstractConvSSMLayer):
     """Diagonal state space layer: ``ssm.DSS(d_model=H, d_state=N, key=key, **options)``.
 
     Options: ``kernel_type`` ``"softmax"`` (default, as DSS) or ``"exp"``; ``sep_dt_re_im`` (default True: Δ of shape
-    ``(H, 2)``, one for Re Λ and one for Im Λ; False: ``(H, 1)``); ``bidirectional``; ``dt_min``/``dt_max``.
+    ``(H, 2)``, one for Re Λ and one for Im Λ; False: ``(H, 1)``); ``bidirectional``; ``dt_min``/``dt_max``; ``dtype`` of the parameters.
     Λ init ("hippo_skew_pos_imag"): the N eigenvalues with positive imaginary part of the size-2N LegS normal part,
     ``Re Λ = -1/2``. W: real and imaginary parts standard normal.
 
@@ -70,6 +70,7 @@ class DSS(AbstractSSMLayer):
         bidirectional: bool = False,
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
+        dtype: Any = None,
     ):
         if kernel_type not in DSS_KERNELS:
             raise ValueError(f"Unknown DSS kernel_type {kernel_type!r}; choose one of {DSS_KERNELS}.")
@@ -78,14 +79,15 @@ class DSS(AbstractSSMLayer):
         k_dt, k_w, k_d = jax.random.split(key, 3)
         H, N = d_model, d_state
         Lam = np.conj(hippo.nplr("legs", 2 * N)[0])  # Im > 0 in decreasing order, as DSS sorts them
-        dtype = jnp.zeros(()).dtype
+        dtype = resolve_dtype(dtype)
         self.d_model, self.d_state, self.kernel_type, self.bidirectional = H, N, kernel_type, bidirectional
-        self.log_dt = init_log_dt(k_dt, (H, 2 if sep_dt_re_im else 1), dt_min, dt_max)
+        self.log_dt = init_log_dt(k_dt, (H, 2 if sep_dt_re_im else 1), dt_min, dt_max).astype(dtype)
         re = np.log(-Lam.real) if kernel_type == "exp" else Lam.real
         self.Lambda_re = jnp.asarray(re, dtype)
         self.Lambda_im = jnp.asarray(Lam.imag, dtype)
-        self.W_re, self.W_im = jax.random.normal(k_w, (2, 2 if bidirectional else 1, H, N))
-        self.D = jax.random.normal(k_d, (H,))
+        W = jax.random.normal(k_w, (2, 2 if bidirectional else 1, H, N)).astype(dtype)
+        self.W_re, self.W_im = W[0], W[1]
+        self.D = jax.random.normal(k_d, (H,)).astype(dtype)
 
     def _params(self, rate: float | Float[Array, ""]) -> tuple[Array, Array, Array]:
         """``(ΔΛ (H, N), Λ (N,), W (d, H, N))``."""
@@ -106,12 +108,8 @@ class DSS(AbstractSSMLayer):
         k = jnp.stack([kernels.diagonal_kernel(ones, dtLam, Bk, w, L, disc) for w in W])
         return k if self.bidirectional else k[0]
 
-    def __call__(self, u: Float[Array, "L H"], *, rate: float | Float[Array, ""] = 1.0) -> Float[Array, "L H"]:
-        return kernels.fft_conv(u, self.kernel(u.shape[0], rate=rate), self.D)
-
-    def _check_recurrent(self) -> None:
-        if self.bidirectional:
-            raise ValueError("A bidirectional DSS sees future inputs, so it has no recurrent mode; use __call__.")
+    def _check_exp_kernel(self) -> None:
+        self._check_recurrent()
         if self.kernel_type == "softmax":
             raise ValueError(
                 "DSS-softmax has no recurrent mode: its kernel W/Λ·softmax_l(lΔΛ) is normalized over the whole window "
@@ -119,16 +117,16 @@ class DSS(AbstractSSMLayer):
                 "for every prefix. Use DSS(kernel_type='exp') for generation."
             )
 
-    def init_state(self) -> Complex[Array, "H N"]:
-        """Zero state ``(H, N)`` complex (exp kernel only)."""
-        self._check_recurrent()
+    def init_state(self, *, rate: float | Float[Array, ""] = 1.0) -> Complex[Array, "H N"]:
+        """Zero state ``(H, N)`` complex (exp kernel only; ``rate`` changes nothing here)."""
+        self._check_exp_kernel()
         return jnp.zeros((self.d_model, self.d_state), jnp.result_type(self.Lambda_im.dtype, jnp.complex64))
 
     def step(
         self, u_t: Float[Array, " H"], state: Complex[Array, "H N"], *, rate: float | Float[Array, ""] = 1.0
     ) -> tuple[Float[Array, " H"], Complex[Array, "H N"]]:
         """``x ← e^{ΔΛ} x + (e^{ΔΛ} - 1)/Λ · u``, ``y = Re Σ_n W_n x_n + D u`` (exp kernel only)."""
-        self._check_recurrent()
+        self._check_exp_kernel()
         dtLam, Lam, W = self._params(rate)
         Ab = jnp.exp(dtLam)
         x = Ab * state + (Ab - 1) / Lam * u_t[:, None]
@@ -138,7 +136,7 @@ class DSS(AbstractSSMLayer):
     def prefill(
         self, u: Float[Array, "L H"], state: Complex[Array, "H N"] | None = None, *, rate: float | Float[Array, ""] = 1.0
     ) -> tuple[Float[Array, "L H"], Complex[Array, "H N"]]:
-        self._check_recurrent()
+        self._check_exp_kernel()
         x0 = self.init_state() if state is None else state
         dtLam, Lam, W = self._params(rate)
         Bb = (jnp.exp(dtLam) - 1) / Lam

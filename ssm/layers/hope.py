@@ -36,7 +36,7 @@ Markov parameters are real: with a real input the reference's ``Re(IFFT(FFT(u)·
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -45,7 +45,8 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ssm import kernels
-from ssm.layers.base import AbstractSSMLayer
+from ssm.layers.base import AbstractConvSSMLayer
+from ssm.layers.initializers import init_log_dt, resolve_dtype
 
 
 def warped_response(h: Float[Array, "*batch n"], dt: Float[Array, "*batch"], L: int) -> Array:
@@ -120,14 +121,15 @@ def hope_kernel(h: Float[Array, "*batch n"], dt: Float[Array, "*batch"], L: int)
 HOPE_INITS = ("randn",)
 
 
-class HOPE(AbstractSSMLayer):
+class HOPE(AbstractConvSSMLayer):
     """HOPE layer: ``ssm.HOPE(d_model=H, d_state=n, key=key, **options)``; ``n`` Markov parameters per channel.
 
     Options: ``dt_min``/``dt_max`` (1e-4, 1e-1: log-uniform Δ init, one Δ per transfer function as in the reference),
     ``train_dt`` (True; False freezes Δ by a stop-gradient, as the reference's ``lr_dt = 0``), ``init``: ``"randn"``
     (``h_j ~ N(0, 1)·init_scale/√n``, ``init_scale = 1/4`` is the reference's real-part scale
     ``Re(randn_complex)/(2√(2n))``), ``decay_exp`` (0: ``h_j ← h_j·j^{decay_exp}``, the reference's optional decay),
-    ``bidirectional`` (a second set of Markov parameters and Δ for the backward kernel, project convention).
+    ``bidirectional`` (a second set of Markov parameters and Δ for the backward kernel, project convention), ``dtype``
+    of the parameters.
 
     Parameters: ``h (d, H, n)``, ``log_dt (d, H)`` (``d = 2`` if bidirectional), ``D (H,)``. SSM parameters: ``h``,
     ``log_dt``. ``rate`` multiplies Δ.
@@ -157,20 +159,20 @@ class HOPE(AbstractSSMLayer):
         dt_max: float = 1e-1,
         train_dt: bool = True,
         bidirectional: bool = False,
+        dtype: Any = None,
     ):
         if d_model < 1 or d_state < 1:
             raise ValueError(f"HOPE needs d_model >= 1 and d_state (Markov parameters) >= 1; got {d_model}, {d_state}.")
         if init not in HOPE_INITS:
             raise ValueError(f"Unknown HOPE init {init!r}; choose one of {HOPE_INITS}.")
-        if not 0 < dt_min <= dt_max:
-            raise ValueError(f"Need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}.")
         H, n, d = d_model, d_state, 2 if bidirectional else 1
         k_h, k_dt, k_d = jax.random.split(key, 3)
         self.d_model, self.d_state, self.bidirectional, self.train_dt = H, n, bidirectional, train_dt
+        dtype = resolve_dtype(dtype)
         j = jnp.arange(1, n + 1, dtype=jnp.zeros(()).dtype)
-        self.h = jax.random.normal(k_h, (d, H, n)) * (init_scale / np.sqrt(n)) * j**decay_exp
-        self.log_dt = jax.random.uniform(k_dt, (d, H), minval=np.log(dt_min), maxval=np.log(dt_max))
-        self.D = jax.random.normal(k_d, (H,))
+        self.h = (jax.random.normal(k_h, (d, H, n)) * (init_scale / np.sqrt(n)) * j**decay_exp).astype(dtype)
+        self.log_dt = init_log_dt(k_dt, (d, H), dt_min, dt_max).astype(dtype)
+        self.D = jax.random.normal(k_d, (H,)).astype(dtype)
 
     def _dt(self, rate: float) -> Float[Array, "d H"]:
         log_dt = self.log_dt if self.train_dt else jax.lax.stop_gradient(self.log_dt)
@@ -186,27 +188,17 @@ class HOPE(AbstractSSMLayer):
         k = hope_kernel(self.h, self._dt(rate), L)
         return k if self.bidirectional else k[0]
 
-    def __call__(self, u: Float[Array, "L H"], *, rate: float = 1.0) -> Float[Array, "L H"]:
-        return kernels.fft_conv(u, self.kernel(u.shape[0], rate=rate), self.D)
-
     # -- recurrent mode -------------------------------------------------------------------------------------------
 
-    def _check_causal(self) -> None:
-        if self.bidirectional:
-            raise ValueError(
-                "A bidirectional HOPE layer reads future inputs, so it has no recurrent mode; use __call__, or build "
-                "it with bidirectional=False."
-            )
-
-    def init_state(self) -> Float[Array, "H n"]:
-        """Zero state: the n all-pass-chain registers ``r_j`` per channel."""
-        self._check_causal()
+    def init_state(self, *, rate: float = 1.0) -> Float[Array, "H n"]:
+        """Zero state: the n all-pass-chain registers ``r_j`` per channel (``rate`` changes nothing here)."""
+        self._check_recurrent()
         return jnp.zeros((self.d_model, self.d_state), self.h.dtype)
 
     def step(
         self, u_t: Float[Array, " H"], state: Float[Array, "H n"], *, rate: float = 1.0
     ) -> tuple[Float[Array, " H"], Float[Array, "H n"]]:
-        self._check_causal()
+        self._check_recurrent()
         Ab, Bb, C, Dt = (a[0] for a in self.realization(rate=rate))
         y = jnp.einsum("hn,hn->h", C, state) + (Dt + self.D) * u_t
         new = jnp.einsum("hnk,hk->hn", Ab, state) + Bb * u_t[:, None]
@@ -215,7 +207,7 @@ class HOPE(AbstractSSMLayer):
     def prefill(
         self, u: Float[Array, "L H"], state: Float[Array, "H n"] | None = None, *, rate: float = 1.0
     ) -> tuple[Float[Array, "L H"], Float[Array, "H n"]]:
-        self._check_causal()
+        self._check_recurrent()
         r0 = self.init_state() if state is None else state
         Ab, Bb, C, Dt = (a[0] for a in self.realization(rate=rate))
         # dense_prefill gives C̃ r_k (state after input k); the output reads the state before the input.

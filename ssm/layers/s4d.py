@@ -11,7 +11,7 @@ mode stable; ``Δ = rate · exp(log_dt)``.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -20,22 +20,10 @@ import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 from ssm import hippo, kernels
-from ssm.layers.base import AbstractSSMLayer
+from ssm.layers.base import AbstractConvSSMLayer
+from ssm.layers.initializers import complex_normal, init_log_dt, resolve_dtype
 
 S4D_INITS = ("legs", "lin", "inv", "real", "rand", "legs-ptd")
-
-
-def init_log_dt(key: PRNGKeyArray, shape: tuple[int, ...], dt_min: float, dt_max: float) -> Float[Array, "..."]:
-    """``log Δ ~ Uniform[log dt_min, log dt_max]`` (every reference's Δ initialization)."""
-    if not 0 < dt_min <= dt_max:
-        raise ValueError(f"Need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}.")
-    return jax.random.uniform(key, shape, minval=np.log(dt_min), maxval=np.log(dt_max))
-
-
-def complex_normal(key: PRNGKeyArray, shape: tuple[int, ...]) -> tuple[Array, Array]:
-    """Real and imaginary parts of a standard complex normal (each part has variance 1/2)."""
-    re, im = jax.random.normal(key, (2,) + shape) * np.sqrt(0.5)
-    return re, im
 
 
 def s4d_lambda_b(init: str, N: int, key: PRNGKeyArray) -> tuple[np.ndarray, np.ndarray]:
@@ -65,12 +53,13 @@ def s4d_lambda_b(init: str, N: int, key: PRNGKeyArray) -> tuple[np.ndarray, np.n
     return np.asarray(Lam, dtype=np.complex128), np.asarray(B, dtype=np.complex128)
 
 
-class S4D(AbstractSSMLayer):
+class S4D(AbstractConvSSMLayer):
     """Diagonal SSM layer: ``ssm.S4D(d_model=H, d_state=N, key=key, **options)``.
 
     Options: ``init`` in ``("legs", "lin", "inv", "real", "rand", "legs-ptd")`` (default ``"legs"``: S4D-LegS, Λ the
     eigenvalues of the LegS normal part and B from the NPLR decomposition), ``disc`` (``"zoh"`` default or
-    ``"bilinear"``), ``bidirectional``, ``dt_min``/``dt_max`` (log-uniform Δ init, defaults 1e-3/1e-1).
+    ``"bilinear"``), ``bidirectional``, ``dt_min``/``dt_max`` (log-uniform Δ init, defaults 1e-3/1e-1), ``dtype`` of the parameters
+    (default: JAX's default float).
 
     Parameters: ``log_dt (H,)``, ``log_A_re, A_im (H, M)`` (``Λ = -exp(log_A_re) + i A_im``), ``B_re, B_im (H, M)``,
     ``C_re, C_im (d, H, M)`` (``d = 2`` if bidirectional: forward and backward output matrices sharing Λ, B, Δ),
@@ -104,6 +93,7 @@ class S4D(AbstractSSMLayer):
         bidirectional: bool = False,
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
+        dtype: Any = None,
     ):
         if d_state < 2 or d_state % 2:
             raise ValueError(f"S4D stores d_state/2 conjugate pairs: d_state must be even and >= 2, got {d_state}.")
@@ -121,14 +111,15 @@ class S4D(AbstractSSMLayer):
         # init only sets initial values; it is not a static field, so layers differing only in init share compiled code.
         self.d_model, self.d_state, self.disc = H, d_state, disc
         self.bidirectional = bidirectional
-        dtype = jnp.zeros(()).dtype
-        self.log_dt = init_log_dt(k_dt, (H,), dt_min, dt_max)
+        dtype = resolve_dtype(dtype)
+        self.log_dt = init_log_dt(k_dt, (H,), dt_min, dt_max).astype(dtype)
         self.log_A_re = jnp.broadcast_to(jnp.asarray(np.log(-Lam.real), dtype), (H, M))
         self.A_im = jnp.broadcast_to(jnp.asarray(Lam.imag, dtype), (H, M))
         self.B_re = jnp.broadcast_to(jnp.asarray(B.real, dtype), (H, M))
         self.B_im = jnp.broadcast_to(jnp.asarray(B.imag, dtype), (H, M))
-        self.C_re, self.C_im = complex_normal(k_c, (2 if bidirectional else 1, H, M))
-        self.D = jax.random.normal(k_d, (H,))
+        c_re, c_im = complex_normal(k_c, (2 if bidirectional else 1, H, M))
+        self.C_re, self.C_im = c_re.astype(dtype), c_im.astype(dtype)
+        self.D = jax.random.normal(k_d, (H,)).astype(dtype)
 
     def _params(self, rate: float | Float[Array, ""]) -> tuple[Array, Array, Array, Array]:
         dt = rate * jnp.exp(self.log_dt)
@@ -143,16 +134,9 @@ class S4D(AbstractSSMLayer):
         k = jnp.stack([kernels.diagonal_kernel(dt, A, B, c, L, self.disc) for c in C])
         return k if self.bidirectional else k[0]
 
-    def __call__(self, u: Float[Array, "L H"], *, rate: float | Float[Array, ""] = 1.0) -> Float[Array, "L H"]:
-        return kernels.fft_conv(u, self.kernel(u.shape[0], rate=rate), self.D)
-
-    def _check_causal(self) -> None:
-        if self.bidirectional:
-            raise ValueError("A bidirectional S4D sees future inputs, so it has no recurrent mode; use __call__.")
-
-    def init_state(self) -> Complex[Array, "H M"]:
-        """Zero state: the ``M`` stored complex modes per channel."""
-        self._check_causal()
+    def init_state(self, *, rate: float | Float[Array, ""] = 1.0) -> Complex[Array, "H M"]:
+        """Zero state: the ``M`` stored complex modes per channel (``rate`` changes nothing here)."""
+        self._check_recurrent()
         return jnp.zeros((self.d_model, self.d_state // 2), jnp.result_type(self.A_im.dtype, jnp.complex64))
 
     def _discrete(self, rate: float | Float[Array, ""]) -> tuple[Array, Array, Array]:
@@ -164,7 +148,7 @@ class S4D(AbstractSSMLayer):
     def step(
         self, u_t: Float[Array, " H"], state: Complex[Array, "H M"], *, rate: float | Float[Array, ""] = 1.0
     ) -> tuple[Float[Array, " H"], Complex[Array, "H M"]]:
-        self._check_causal()
+        self._check_recurrent()
         log_z, Bb, C = self._discrete(rate)
         x = jnp.exp(log_z) * state + Bb * u_t[:, None]
         y = 2 * jnp.sum(C * x, axis=-1).real + self.D * u_t
@@ -173,7 +157,7 @@ class S4D(AbstractSSMLayer):
     def prefill(
         self, u: Float[Array, "L H"], state: Complex[Array, "H M"] | None = None, *, rate: float | Float[Array, ""] = 1.0
     ) -> tuple[Float[Array, "L H"], Complex[Array, "H M"]]:
-        self._check_causal()
+        self._check_recurrent()
         x0 = self.init_state() if state is None else state
         log_z, Bb, C = self._discrete(rate)
         y, xL = kernels.diagonal_prefill(log_z, Bb, C, u, x0, scale=2.0)

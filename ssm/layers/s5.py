@@ -12,8 +12,7 @@ computed over the whole sequence with ``jax.lax.associative_scan`` and the opera
 
 from __future__ import annotations
 
-import functools
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -22,59 +21,12 @@ import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 from ssm import hippo, kernels, ptd
+from ssm.kernels import linear_recurrence
 from ssm.layers.base import AbstractSSMLayer
+from ssm.layers.initializers import complex_normal, init_log_dt, resolve_dtype
 
 S5_INITS = ("hippo", "legs-ptd")
 S5_C_INITS = ("trunc_standard_normal", "lecun_normal", "complex_normal")
-
-
-def _combine(
-    e1: tuple[Complex[Array, "..."], Complex[Array, "..."]], e2: tuple[Complex[Array, "..."], Complex[Array, "..."]]
-) -> tuple[Complex[Array, "..."], Complex[Array, "..."]]:
-    # e1 is the earlier element: x = a2 (a1 x0 + b1) + b2.
-    a1, b1 = e1
-    a2, b2 = e2
-    return a2 * a1, a2 * b1 + b2
-
-
-def _scan(a: Complex[Array, " P"], b: Complex[Array, "L P"], reverse: bool) -> Complex[Array, "L P"]:
-    A = jnp.broadcast_to(a, b.shape)
-    return jax.lax.associative_scan(_combine, (A, b), reverse=reverse)[1]
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _recurrence(a: Complex[Array, " P"], b: Complex[Array, "L P"], reverse: bool) -> Complex[Array, "L P"]:
-    return _scan(a, b, reverse)
-
-
-def _recurrence_fwd(a, b, reverse):
-    x = _scan(a, b, reverse)
-    return x, (a, x)
-
-
-def _recurrence_bwd(reverse, res, g):
-    # The adjoint of x_k = a x_{k-1} + b_k is the reversed recurrence λ_k = g_k + a λ_{k+1}, and then
-    # ∂/∂b_k = λ_k, ∂/∂a = Σ_k λ_k x_{k-1} (JAX's convention for holomorphic maps: plain transposes, no conjugates).
-    # One more associative scan instead of differentiating through the scan's strided slices (~5x faster on CPU).
-    a, x = res
-    lam = _scan(a, g, not reverse)
-    zero = jnp.zeros_like(x[:1])
-    x_prev = jnp.concatenate([x[1:], zero]) if reverse else jnp.concatenate([zero, x[:-1]])
-    return jnp.sum(lam * x_prev, axis=0), lam
-
-
-_recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
-
-
-def linear_recurrence(
-    a: Complex[Array, " P"], b: Complex[Array, "L P"], *, reverse: bool = False
-) -> Complex[Array, "L P"]:
-    """All states of ``x_k = a ∘ x_{k-1} + b_k`` (``x_{-1} = 0``) by ``jax.lax.associative_scan``.
-
-    ``reverse=True`` runs the recurrence from the end: ``x_k = a ∘ x_{k+1} + b_k``, i.e. ``x_k = Σ_{s≥k} a^{s-k} b_s``.
-    Reverse-mode differentiable (custom VJP: the adjoint is the opposite-direction scan); no forward mode.
-    """
-    return _recurrence(a, b, reverse)
 
 
 def s5_eigenbasis(
@@ -133,8 +85,7 @@ def s5_C(
     elif C_init == "lecun_normal":
         C = _lecun(key, (H, P, 2))
     elif C_init == "complex_normal":
-        C = jax.random.normal(key, (H, M, 2), jnp.zeros(()).dtype) * np.sqrt(0.5)
-        return C[..., 0], C[..., 1]
+        return complex_normal(key, (H, M), parts_axis=-1)
     else:
         raise ValueError(f"Unknown S5 C_init {C_init!r}; choose one of {S5_C_INITS}.")
     Ct = (C[..., 0] + 1j * C[..., 1]) @ _complex(V)
@@ -159,6 +110,7 @@ class S5(AbstractSSMLayer):
     - ``clip_eigs`` (False): use ``Re Λ = min(Re Λ, -1e-4)`` in the forward pass (keeps every mode stable).
     - ``dt_min``, ``dt_max`` (1e-3, 1e-1): log-uniform init of the P-state (or P/2) ``Δ``; ``rate`` multiplies Δ
       (S5's ``step_rescale``).
+    - ``dtype``: of the parameters (default: JAX's default float).
 
     Parameters: ``Lambda_re, Lambda_im (M,)``, ``B (M, H, 2)`` (``B̃ = V^{-1} B`` with ``B ∈ R^{P×H}`` LeCun normal,
     as real/imaginary pairs), ``C_re, C_im (d, H, M)`` (``d = 2`` if bidirectional), ``D (H,)`` ~ N(0, 1),
@@ -200,6 +152,7 @@ class S5(AbstractSSMLayer):
         clip_eigs: bool = False,
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
+        dtype: Any = None,
     ):
         if d_model < 1:
             raise ValueError(f"d_model must be >= 1, got {d_model}.")
@@ -207,15 +160,13 @@ class S5(AbstractSSMLayer):
             raise ValueError(f"S5 disc must be 'zoh' or 'bilinear', got {disc!r}.")
         if C_init not in S5_C_INITS:
             raise ValueError(f"Unknown S5 C_init {C_init!r}; choose one of {S5_C_INITS}.")
-        if not 0 < dt_min <= dt_max:
-            raise ValueError(f"Need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}.")
         Lam, V, Vinv = s5_eigenbasis(init, d_state, blocks, conj_sym)
         H, (P, M) = d_model, V.shape
         k_b, k_c, k_d, k_dt = jax.random.split(key, 4)
         self.d_model, self.d_state, self.blocks, self.init = H, d_state, blocks, init
         self.conj_sym, self.disc, self.C_init = conj_sym, disc, C_init
         self.bidirectional, self.clip_eigs = bidirectional, clip_eigs
-        dtype = jnp.zeros(()).dtype
+        dtype = resolve_dtype(dtype)
         self.Lambda_re = jnp.asarray(Lam.real, dtype)
         self.Lambda_im = jnp.asarray(Lam.imag, dtype)
         Bt = _complex(Vinv) @ _lecun(k_b, (P, H))
@@ -223,8 +174,8 @@ class S5(AbstractSSMLayer):
         Cs = [s5_C(C_init, k, H, V) for k in jax.random.split(k_c, 2 if bidirectional else 1)]
         self.C_re = jnp.stack([c[0] for c in Cs]).astype(dtype)
         self.C_im = jnp.stack([c[1] for c in Cs]).astype(dtype)
-        self.D = jax.random.normal(k_d, (H,), dtype)
-        self.log_step = jax.random.uniform(k_dt, (M,), dtype, np.log(dt_min), np.log(dt_max))
+        self.D = jax.random.normal(k_d, (H,)).astype(dtype)
+        self.log_step = init_log_dt(k_dt, (M,), dt_min, dt_max).astype(dtype)
 
     # -- discretization and readout -------------------------------------------------------------------------------
 
@@ -260,22 +211,15 @@ class S5(AbstractSSMLayer):
 
     # -- recurrent mode -------------------------------------------------------------------------------------------
 
-    def _check_causal(self) -> None:
-        if self.bidirectional:
-            raise ValueError(
-                "A bidirectional S5 reads future inputs (reverse scan), so it has no recurrent mode; use __call__, "
-                "or build the layer with bidirectional=False."
-            )
-
-    def init_state(self) -> Complex[Array, " M"]:
-        """Zero state: the M stored complex modes (shared by all channels)."""
-        self._check_causal()
+    def init_state(self, *, rate: float = 1.0) -> Complex[Array, " M"]:
+        """Zero state: the M stored complex modes (shared by all channels; ``rate`` changes nothing here)."""
+        self._check_recurrent()
         return jnp.zeros(self.Lambda_re.shape, jnp.result_type(self.Lambda_re.dtype, jnp.complex64))
 
     def step(
         self, u_t: Float[Array, " H"], state: Complex[Array, " M"], *, rate: float = 1.0
     ) -> tuple[Float[Array, " H"], Complex[Array, " M"]]:
-        self._check_causal()
+        self._check_recurrent()
         Lb, Bb = self.discrete(rate=rate)
         x = Lb * state + Bb @ u_t.astype(Bb.dtype)
         y = self._readout(x[None], 0)[0] + self.D * u_t
@@ -284,7 +228,7 @@ class S5(AbstractSSMLayer):
     def prefill(
         self, u: Float[Array, "L H"], state: Complex[Array, " M"] | None = None, *, rate: float = 1.0
     ) -> tuple[Float[Array, "L H"], Complex[Array, " M"]]:
-        self._check_causal()
+        self._check_recurrent()
         Lb, Bb = self.discrete(rate=rate)
         Bu = self._input(u, Bb)
         if state is not None:
