@@ -9,6 +9,7 @@ with a ``key``; the recurrent modes are inference modes.
 from __future__ import annotations
 
 import abc
+import math
 from typing import Any
 
 import equinox as eqx
@@ -40,6 +41,11 @@ class AbstractBlock(eqx.Module):
 
 
 def count_params(model: Any) -> int:
-    """Number of scalars in the arrays of ``model`` (an array shared by two fields counts twice: tie by
-    passing the owner's array at call time instead, as :mod:`ssm.nn.adaptive` does)."""
-    return sum(x.size for x in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array)))
+    """Number of scalars in the arrays of ``model``, which may also be the abstract model of
+    ``eqx.filter_eval_shape`` (count a full-size model without building it). An array held by two fields counts
+    twice, so tied weights are passed from their owner at call time instead (as :mod:`ssm.nn.adaptive` does)."""
+
+    def is_param(x: Any) -> bool:
+        return eqx.is_array(x) or isinstance(x, jax.ShapeDtypeStruct)
+
+    return sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(model) if is_param(x))
