@@ -3,8 +3,10 @@
 Every block acts on ONE example and owns ``init_state`` / ``step`` / ``prefill`` (:class:`AbstractBlock`).
 """
 
+from ssm.nn.adaptive import AdaptiveEmbedding, AdaptiveLogSoftmax
 from ssm.nn.base import AbstractBlock, count_params
 from ssm.nn.ffn import FFN, ffn_sublayer
+from ssm.nn.lm import AdaptiveLM
 from ssm.nn.mixer import SSMMixer, ssm_sublayer
 from ssm.nn.norm import LayerNorm, ScalarLayerNorm
 from ssm.nn.pooling import AvgPool, DownPool, UpPool
@@ -14,5 +16,5 @@ from ssm.nn.sashimi import SaShiMi, SaShiMiModel
 __all__ = [
     "AbstractBlock", "count_params", "FFN", "ffn_sublayer", "SSMMixer", "ssm_sublayer", "LayerNorm",
     "ScalarLayerNorm", "AvgPool", "DownPool", "UpPool", "Residual", "ResidualStack", "residual_stack", "SaShiMi",
-    "SaShiMiModel",
+    "SaShiMiModel", "AdaptiveEmbedding", "AdaptiveLogSoftmax", "AdaptiveLM",
 ]
