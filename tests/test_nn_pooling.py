@@ -1,12 +1,14 @@
 """Pooling layers against naive loops written from their definitions (S4Torch avg_k = nn.AvgPool1d(k) over time;
-state-spaces/s4 DownPool/UpPool with weight normalisation), and their streaming steps."""
+state-spaces/s4 DownPool/UpPool with weight normalisation), their streaming steps, and S4Torch's pooled backbone."""
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy.special import erf
 
+import ssm
 import ssm.nn as nn
 
 KEY = jax.random.key(0)
@@ -94,3 +96,26 @@ def test_down_up_is_causal():
         w = t // 4 + 1  # only the next window sees window t // 4 (one coarse step of delay, no later ones here)
         expected = (np.arange(16) // 4) == w
         np.testing.assert_array_equal(changed, expected)
+
+
+def test_s4torch_schedule_and_pooled_backbone():
+    # S4Torch smnist: l_max 784, 6 blocks, avg_2: 784 -> 392 -> ... -> 12.
+    sched = nn.s4torch_schedule(6, 784, 2)
+    assert [l for l, _ in sched] == [784, 392, 196, 98, 49, 24, 12] and all(ok for _, ok in sched[:6])
+    assert [ok for _, ok in nn.s4torch_schedule(4, 8, 2)] == [True, False, False, False, False]
+    bb = nn.PooledBackbone(4, 2, 8, layer_cls=ssm.S4D, layer_kwargs=dict(d_state=4), key=KEY)
+    assert [p is not None for p in bb.pools] == [True, False]  # 8 -> 4, then max(2, 2) is not > 2
+    x = RNG.standard_normal((8, 4))
+    # Stage by hand: post-norm LayerNorm of x + Linear(GELU(SSM(x))), then the mean of step pairs.
+    def stage(block, v):
+        mix = block.sublayer
+        z = np.asarray(mix.layer(jnp.asarray(v)))
+        z = 0.5 * z * (1 + erf(z / np.sqrt(2)))
+        y = v + z @ np.asarray(mix.out.weight).T + np.asarray(mix.out.bias)
+        mu, var = y.mean(-1, keepdims=True), y.var(-1, keepdims=True)
+        return (y - mu) / np.sqrt(var + 1e-5)
+
+    ref = stage(bb.blocks[0], x)
+    ref = ref.reshape(4, 2, 4).mean(1)
+    ref = stage(bb.blocks[1], ref)
+    np.testing.assert_allclose(bb(jnp.asarray(x)), ref, rtol=1e-12, atol=1e-13)

@@ -9,6 +9,7 @@ from ssm.nn.ffn import FFN, ffn_sublayer
 from ssm.nn.lm import AdaptiveLM
 from ssm.nn.mixer import SSMMixer, ssm_sublayer
 from ssm.nn.norm import LayerNorm, ScalarLayerNorm
+from ssm.nn.pooled import PooledBackbone, s4torch_schedule
 from ssm.nn.pooling import AvgPool, DownPool, UpPool
 from ssm.nn.residual import Residual, ResidualStack, residual_stack
 from ssm.nn.sashimi import SaShiMi, SaShiMiModel
@@ -16,5 +17,5 @@ from ssm.nn.sashimi import SaShiMi, SaShiMiModel
 __all__ = [
     "AbstractBlock", "count_params", "FFN", "ffn_sublayer", "SSMMixer", "ssm_sublayer", "LayerNorm",
     "ScalarLayerNorm", "AvgPool", "DownPool", "UpPool", "Residual", "ResidualStack", "residual_stack", "SaShiMi",
-    "SaShiMiModel", "AdaptiveEmbedding", "AdaptiveLogSoftmax", "AdaptiveLM",
+    "SaShiMiModel", "AdaptiveEmbedding", "AdaptiveLogSoftmax", "AdaptiveLM", "PooledBackbone", "s4torch_schedule",
 ]
