@@ -160,3 +160,27 @@ def test_other_layer_class_and_standalone_variant():
     y = forward(m, t)
     ys, _ = run_steps(m, t, m.init_state())
     np.testing.assert_allclose(ys, y, rtol=1e-10, atol=1e-10)
+
+
+def test_batched_greedy_generation_follows_forward(model):
+    """vmapped generation (prefill of a 5-token prompt, then 11 steps) picks at every position the argmax of the
+    convolutional forward over the generated sequence."""
+    prompts = jax.random.randint(jax.random.key(3), (2, 5), 0, 256)
+    gen = eqx.filter_jit(
+        lambda m, p, k: jax.vmap(lambda p, k: nn.generate(m, p, 11, key=k, temperature=0.0))(p, k)
+    )
+    toks = gen(model, prompts, jax.random.split(jax.random.key(4), 2))
+    for p, t in zip(prompts, toks):
+        seq = jnp.concatenate([p, t])
+        logits = forward(model, seq)
+        np.testing.assert_array_equal(np.argmax(np.asarray(logits[4:15]), axis=-1), t)
+
+
+def test_sample_token_distribution():
+    logits = jnp.log(jnp.array([0.5, 0.3, 0.2]))
+    draws = jax.vmap(lambda k: nn.sample_token(logits, k, 1.0))(jax.random.split(KEY, 20000))
+    np.testing.assert_allclose(np.bincount(np.asarray(draws), minlength=3) / 20000, [0.5, 0.3, 0.2], atol=0.015)
+    sharp = jax.vmap(lambda k: nn.sample_token(logits, k, 0.25))(jax.random.split(KEY, 20000))
+    p = np.array([0.5, 0.3, 0.2]) ** 4 / (np.array([0.5, 0.3, 0.2]) ** 4).sum()  # softmax(logits / 0.25)
+    np.testing.assert_allclose(np.bincount(np.asarray(sharp), minlength=3) / 20000, p, atol=0.015)
+    assert int(nn.sample_token(logits, KEY, 0.0)) == 0
