@@ -184,3 +184,17 @@ def test_sample_token_distribution():
     p = np.array([0.5, 0.3, 0.2]) ** 4 / (np.array([0.5, 0.3, 0.2]) ** 4).sum()  # softmax(logits / 0.25)
     np.testing.assert_allclose(np.bincount(np.asarray(sharp), minlength=3) / 20000, p, atol=0.015)
     assert int(nn.sample_token(logits, KEY, 0.0)) == 0
+
+
+def test_gradients_finite_and_reach_every_parameter(model, tokens):
+    def loss(m):
+        logits = m(tokens)
+        return -jnp.mean(jax.nn.log_softmax(logits[:-1])[jnp.arange(L - 1), tokens[1:]])
+
+    g = eqx.filter_jit(eqx.filter_grad(loss))(model)
+    leaves = jax.tree_util.tree_leaves(eqx.filter(g, eqx.is_array))
+    assert all(np.isfinite(np.asarray(x)).all() for x in leaves)
+    # Pooling weights (weight-norm v and g), scalar norms and the embedding all receive gradient.
+    bb = g.backbone
+    for x in (bb.down[0].linear.v, bb.down[1].linear.g, bb.up[0].linear.v, bb.center.blocks[0].norm.s, bb.norm.weight):
+        assert np.abs(np.asarray(x)).max() > 0
