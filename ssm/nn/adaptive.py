@@ -67,7 +67,8 @@ class AdaptiveEmbedding(eqx.Module):
             starts = (0,) + ends[:-1]
             dims = [d_embed // div_val**i for i in range(len(ends))]
             self.weights = tuple(
-                _normal(keys[2 * i], (r - l, d), emb_std(d), dtype) for i, (l, r, d) in enumerate(zip(starts, ends, dims))
+                _normal(keys[2 * i], (r - l, d), emb_std(d), dtype)
+                for i, (l, r, d) in enumerate(zip(starts, ends, dims))
             )
             self.projs = tuple(_normal(keys[2 * i + 1], (d_proj, d), proj_std, dtype) for i, d in enumerate(dims))
 
@@ -154,7 +155,9 @@ class AdaptiveLogSoftmax(eqx.Module):
         self.biases = tuple(
             jax.random.uniform(k, (r - l,), dtype, -bound, bound) for k, l, r in zip(keys, starts, ends)
         )
-        self.weights = None if tie_weights else tuple(jnp.zeros((r - l, d), dtype) for l, r, d in zip(starts, ends, dims))
+        self.weights = (
+            None if tie_weights else tuple(jnp.zeros((r - l, d), dtype) for l, r, d in zip(starts, ends, dims))
+        )
         has_proj = div_val != 1 or d_proj != d_embed
         self.projs = tuple(
             None if (self.tie_projs[i] or not has_proj) else jnp.zeros((d_proj, d), dtype) for i, d in enumerate(dims)
@@ -163,7 +166,9 @@ class AdaptiveLogSoftmax(eqx.Module):
     def _cluster(self, i: int, embedding: AdaptiveEmbedding | None) -> tuple[Array, Array | None]:
         if self.weights is None or self.tie_projs[i]:
             if embedding is None:
-                raise ValueError("AdaptiveLogSoftmax with tied weights/projections needs embedding=<AdaptiveEmbedding>.")
+                raise ValueError(
+                    "AdaptiveLogSoftmax with tied weights/projections needs embedding=<the AdaptiveEmbedding>."
+                )
         W = embedding.cluster_weight(i) if self.weights is None else self.weights[i]
         P = embedding.cluster_proj(i) if self.tie_projs[i] else self.projs[i]
         return W, P

@@ -53,5 +53,7 @@ class Linear(eqx.Module):
         return x @ self.weight.T + self.bias
 
 
-def make_linear(d_in: int, d_out: int, *, weight_norm: bool, dtype=None, key: PRNGKeyArray) -> Linear | WeightNormLinear:
+def make_linear(
+    d_in: int, d_out: int, *, weight_norm: bool, dtype=None, key: PRNGKeyArray
+) -> Linear | WeightNormLinear:
     return (WeightNormLinear if weight_norm else Linear)(d_in, d_out, dtype, key=key)

@@ -173,18 +173,20 @@ class SaShiMi(AbstractBlock):
         p, L = self.pool[i], x.shape[0]
         n_win, r = divmod(L, p)
         down, up = self.down[i], self.up[i]
-        up_state = up.init_state()
+        count = jnp.asarray(r, jnp.int32)
         if n_win > 0:
             z, inner = self._prefill_level(i + 1, down(x[: n_win * p]))
-            windows = up.unpool(z)  # (n_win, p, H): outputs of windows 1 … n_win
+            windows = up.unpool(z)  # (n_win, p, H): the outputs of windows 1 … n_win
             u = jnp.concatenate([jnp.zeros_like(windows[:1]), windows]).reshape(-1, x.shape[1])[:L]
-            up_state = {"buf": windows[-1], "count": jnp.asarray(r, jnp.int32)}
+            up_buf = windows[-1]
         else:
             inner = self._init_level(i + 1)
             u = jnp.zeros_like(x)
-            up_state = {"buf": up_state["buf"], "count": jnp.asarray(r, jnp.int32)}
-        down_state = down.init_state()
-        down_state = {"buf": down_state["buf"].at[:r].set(x[n_win * p :]), "count": jnp.asarray(r, jnp.int32)}
+            up_buf = up.init_state()["buf"]
+        # Entries of the down buffer past `count` are never read before being overwritten.
+        down_buf = down.init_state()["buf"].at[:r].set(x[n_win * p :])
+        up_state = {"buf": up_buf, "count": count}
+        down_state = {"buf": down_buf, "count": count}
         u = u + x
         y, stack_state = self.up_stacks[i].prefill(u)
         return y + u, {"down": down_state, "up": up_state, "stack": stack_state, "inner": inner}
