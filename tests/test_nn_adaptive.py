@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import ssm
 import ssm.nn as nn
 
 KEY = jax.random.key(0)
@@ -140,20 +141,27 @@ def test_wt103_param_count_equals_official():
 
 def test_lm_step_prefill_forward_float64():
     L = 16
-    m = nn.AdaptiveLM(50, 8, 1, l_max=L, d_state=4, cutoffs=(10, 30), div_val=2, key=KEY)
+    # [S4D, S4D, FFN] keeps compilation short; the [S4, S4, FFN] stack itself is tested in test_nn_blocks.py.
+    s4d = nn.ssm_sublayer(ssm.S4D, d_state=4, dropout=0.25)
+    pattern = [s4d, s4d, nn.ffn_sublayer(4, dropout=0.25)]
+    m = nn.AdaptiveLM(50, 8, 1, pattern=pattern, cutoffs=(10, 30), div_val=2, key=KEY)
     m = eqx.tree_at(lambda m: m.softmax, m, randomise(m.softmax, 4))  # non-zero head projection
     tokens = jax.random.randint(jax.random.key(1), (L,), 0, 50)
-    lp = eqx.filter_jit(lambda m, t: m.log_probs(t))(m, tokens)
+
+    @eqx.filter_jit
+    def whole(m, t):  # one compilation for the parallel paths
+        lp = m.log_probs(t)
+        loss = lambda k: -m(t[:-1], t[1:], key=k).mean()  # noqa: E731
+        return lp, m(t[:-1], t[1:]), m.prefill(t)[0], loss(KEY), loss(jax.random.key(5))
+
+    lp, tl, yp, loss1, loss2 = whole(m, tokens)
     np.testing.assert_allclose(np.exp(np.asarray(lp)).sum(-1), 1.0, rtol=1e-13)
-    tl = eqx.filter_jit(lambda m, t: m(t[:-1], t[1:]))(m, tokens)
     np.testing.assert_allclose(tl, np.asarray(lp)[np.arange(L - 1), np.asarray(tokens[1:])], rtol=1e-12)
+    np.testing.assert_allclose(yp, lp, rtol=1e-10, atol=1e-10)
+    assert np.isfinite(loss1) and loss1 != loss2  # dropout (0.25 everywhere) acts with a key
     step = eqx.filter_jit(lambda m, t, s: m.step(t, s))
     state, out = m.init_state(), []
     for t in tokens:
         o, state = step(m, t, state)
         out.append(o)
     np.testing.assert_allclose(np.stack(out), lp, rtol=1e-10, atol=1e-10)
-    yp, _ = eqx.filter_jit(lambda m, t: m.prefill(t))(m, tokens)
-    np.testing.assert_allclose(yp, lp, rtol=1e-10, atol=1e-10)
-    loss = eqx.filter_jit(lambda m, t, k: -m(t[:-1], t[1:], key=k).mean())
-    assert np.isfinite(loss(m, tokens, KEY)) and loss(m, tokens, KEY) != loss(m, tokens, jax.random.key(5))
