@@ -198,3 +198,13 @@ def test_gradients_finite_and_reach_every_parameter(model, tokens):
     bb = g.backbone
     for x in (bb.down[0].linear.v, bb.down[1].linear.g, bb.up[0].linear.v, bb.center.blocks[0].norm.s, bb.norm.weight):
         assert np.abs(np.asarray(x)).max() > 0
+
+
+def test_optimizer_groups_find_the_ssm_parameters(model):
+    """ssm.ssm_param_mask (the optimizer's SSM learning-rate group) reaches the S4 layers inside the U-Net."""
+    mask = ssm.ssm_param_mask(model)
+    flags = jax.tree_util.tree_leaves(mask)
+    n_s4 = 3  # one S4 per stage: centre and two up stages (n_layers=1)
+    assert sum(flags) == n_s4 * len(ssm.S4.ssm_param_names)
+    dt = jax.tree_util.tree_leaves(ssm.ssm_param_mask(model, dt_only=True))
+    assert sum(dt) == n_s4
