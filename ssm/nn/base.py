@@ -1,0 +1,51 @@
+"""The streaming contract of the composable blocks in :mod:`ssm.nn`, and a parameter counter.
+
+A block maps ONE example ``(L, H) -> (L, H)`` (batch with ``jax.vmap``) and owns its recurrent mode:
+``init_state()`` (the state before the first step), ``step(x_t, state) -> (y_t, state)`` and
+``prefill(x, state) -> (y, state)`` (equal to ``step`` run over ``x``). Dropout acts only in ``__call__``
+with a ``key``; the recurrent modes are inference modes.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from typing import Any
+
+import equinox as eqx
+import jax
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+
+
+class AbstractBlock(eqx.Module):
+    """A sequence-to-sequence block with a convolutional/parallel mode and an exact recurrent mode."""
+
+    @abc.abstractmethod
+    def __call__(self, x: Float[Array, "L H"], *, key: PRNGKeyArray | None = None) -> Float[Array, "L H"]:
+        """Whole-sequence mode; ``key`` enables dropout (training)."""
+
+    @abc.abstractmethod
+    def init_state(self) -> PyTree[Array]:
+        """The state before the first step."""
+
+    @abc.abstractmethod
+    def step(self, x_t: Float[Array, " H"], state: PyTree[Array]) -> tuple[Float[Array, " H"], PyTree[Array]]:
+        """One step: ``(y_t, new_state)``, exact to ``__call__`` without dropout."""
+
+    @abc.abstractmethod
+    def prefill(
+        self, x: Float[Array, "L H"], state: PyTree[Array] | None = None
+    ) -> tuple[Float[Array, "L H"], PyTree[Array]]:
+        """Outputs over a prefix and the state after it (``init_state()`` if ``state`` is None), equal to
+        ``step`` run over ``x``."""
+
+
+def count_params(model: Any) -> int:
+    """Number of scalars in the arrays of ``model``, which may also be the abstract model of
+    ``eqx.filter_eval_shape`` (count a full-size model without building it). An array held by two fields counts
+    twice, so tied weights are passed from their owner at call time instead (as :mod:`ssm.nn.adaptive` does)."""
+
+    def is_param(x: Any) -> bool:
+        return eqx.is_array(x) or isinstance(x, jax.ShapeDtypeStruct)
+
+    return sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(model) if is_param(x))
