@@ -168,7 +168,7 @@ def _held_toy():
     mod = types.ModuleType("toy_held")
 
     def info(cfg):
-        return DatasetInfo(task="classification", d_input=1, d_output=3, seq_len=32)
+        return DatasetInfo(task="classification", d_input=1, d_output=3, seq_len=-(-32 // (cfg.resolution or 1)))
 
     def load(cfg, split):
         rng = np.random.default_rng({"train": 0, "val": 1, "test": 2}[split])
