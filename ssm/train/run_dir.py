@@ -191,10 +191,7 @@ def check_config(cfg: Config) -> None:
     if len(diff) > len(shown):
         lines.append(f"  ... and {len(diff) - len(shown)} more")
     if unsafe:
-        tail = (f"{', '.join(sorted(unsafe)[:5])} cannot change in a run (another model, data or optimization)."
-                if cfg.train.allow_resume_changes else
-                f"Fields that may change on resume ({', '.join(sorted(set(diff) - set(unsafe))) or 'none of these'}) "
-                "are accepted with --train.allow-resume-changes.")  # fmt: skip
+        tail = f"{', '.join(sorted(unsafe)[:5])} cannot change in a run (another model, data or optimization)."
     else:
         tail = "These fields may change on resume: pass --train.allow-resume-changes to accept them."
     raise RunDirMismatch(
