@@ -168,3 +168,18 @@ def test_damaged_metrics_lines_are_named_and_skipped(trained, tmp_path):
         warnings.simplefilter("error", MetricsWarning)
         with pytest.raises(MetricsWarning):
             read_metrics(d)
+
+
+def test_expected_failures_are_one_line_errors_with_their_own_exit_codes(tmp_path):
+    from ssm.train import DataMissing
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(RunDirUnusable, match=r"cannot write to the run directory .*file/run") as e:
+        train(_cfg(str(blocker / "run")), verbose=False)
+    assert e.value.exit_code == 5 and "\n" not in str(e.value)
+    cfg = tiny_config(tmp_path / "run", data=dict(name="mnist", root=str(tmp_path / "nodata")),
+                      model=dict(norm="layer"), train=dict(steps=2))  # fmt: skip
+    with pytest.raises(DataMissing) as e:
+        train(cfg, verbose=False)
+    assert e.value.exit_code == 6 and "mnist" in str(e.value) and "\n" not in str(e.value)
