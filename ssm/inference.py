@@ -1,11 +1,12 @@
 """Load a trained run for inference: ``model, cfg = ssm.load(run_dir)``.
 
-``load`` reads ``RUN_DIR/config.json``, rebuilds the model's structure without computing it
-(``eqx.filter_eval_shape``) and restores the checkpoint's arrays into it on one device, whatever the
-number of devices the run was trained on (Orbax restores into the given target; engineering.md §5.3).
-The result is an :class:`InferenceModel`: the backbone in inference mode (no dropout, BatchNorm
-running statistics) together with its BatchNorm state, with a jitted batched :meth:`~InferenceModel.predict`
-and :meth:`~InferenceModel.generate` for autoregressive models.
+``load`` reads the run's config (``RUN_DIR/config.json``, or the newest checkpoint's copy when that file is
+damaged), rebuilds the model's structure with its training-time sizes without computing it
+(``eqx.filter_eval_shape``) and restores the checkpoint's ``model`` item into it on one device, whatever the
+number of devices the run was trained on, without building an optimizer (:func:`restore`, the one path from a
+run directory to a model, also used by ``scripts/evaluate.py``). The result is an :class:`InferenceModel`: the
+backbone in inference mode (no dropout, BatchNorm running statistics) together with its BatchNorm state, with a
+jitted batched :meth:`~InferenceModel.predict` and :meth:`~InferenceModel.generate` for autoregressive models.
 
 Resolution change: every call takes ``rate`` (Δ' = rate·Δ in every layer, ssm-math.md §1.3): a model
 trained on signals sampled every Δ reads signals sampled every ``rate·Δ`` (e.g. ``rate=2`` for
