@@ -183,3 +183,34 @@ def test_expected_failures_are_one_line_errors_with_their_own_exit_codes(tmp_pat
     with pytest.raises(DataMissing) as e:
         train(cfg, verbose=False)
     assert e.value.exit_code == 6 and "mnist" in str(e.value) and "\n" not in str(e.value)
+
+
+RESTORE_OTHER_SHAPES = """
+import jax
+jax.config.update("jax_num_cpu_devices", 4)
+jax.config.update("jax_enable_x64", True)
+import sys
+from _train_helpers import register, tiny_config
+from ssm.train import Checkpoints, build
+register()
+for d_model in (8, 16):  # the damaged step 8 then step 4; then both unreadable for another shape
+    run = build(tiny_config(sys.argv[1], model=dict(d_model=d_model)))
+    ck = Checkpoints(sys.argv[1], async_save=False)
+    print("restored", ck.restore(run.abstract, sharding=run.replicated) is not None)
+    ck.close()
+"""
+
+
+def test_skipped_checkpoints_make_no_library_noise(trained, tmp_path):
+    from test_checkpoint import _corrupt
+
+    from _train_helpers import subprocess_env
+
+    d = _copy(trained, tmp_path)
+    _corrupt(os.path.join(d, "checkpoints", "8"))
+    script = tmp_path / "restore.py"
+    script.write_text(RESTORE_OTHER_SHAPES)
+    p = subprocess.run([PYTHON, str(script), d], env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and p.stdout.split() == ["restored", "True", "restored", "False"], p.stderr[-3000:]
+    assert p.stderr.count("CheckpointWarning") == 3, p.stderr[-3000:]  # 8 (damaged), then 8 and 4 (other shape)
+    assert "Event loop is closed" not in p.stderr and "Traceback" not in p.stderr, p.stderr[-3000:]
