@@ -22,7 +22,6 @@ import dataclasses
 import errno
 import functools
 import json
-import math
 import os
 import time
 import warnings
@@ -42,13 +41,13 @@ from ssm.train.best import BestTracker
 from ssm.train.checkpoint import Checkpoints
 from ssm.train.errors import DataMissing, RunDirMismatch, TrainingDiverged
 from ssm.train.evaluation import evaluate
-from ssm.train.metrics import add_sums, finalize
-from ssm.train.optimizer import make_optimizer, plateau_scale, plateau_update
+from ssm.train.optimizer import make_optimizer, plateau_update
 from ssm.train.pipeline import train_dataset, train_iterator
 from ssm.train.progress import Progress
 from ssm.train.run_dir import check_and_record, check_config, has_checkpoints, unusable
 from ssm.train.signals import StopSignals
 from ssm.train.state import TrainState, abstract_state, init_state
+from ssm.train.step_log import StepLog
 from ssm.train.step import all_finite, make_train_step
 from ssm.train.tracker import JsonlTracker, MultiTracker, Tracker, WandbTracker
 from ssm.train.watchdog import Watchdog
@@ -268,7 +267,6 @@ def _train(cfg: Config, tracker: Tracker | None, verbose: bool, watchdog: Watchd
         best = BestTracker(tc.best_metric, run.info.task, meta.get("best"))
         tracker.resume(start)
         progress = Progress(tc.steps, start, cfg.data.batch_size, tc.progress, enabled=verbose and primary)
-        pending: list[tuple[int, dict]] = []
 
         def meta_of(step: int) -> dict[str, Any]:
             return {"step": step, "best": best.record, "best_metric": best.metric, "config": cfg.to_dict()}
@@ -277,27 +275,12 @@ def _train(cfg: Config, tracker: Tracker | None, verbose: bool, watchdog: Watchd
             return TrainingDiverged(f"{what}: training stopped. Last good checkpoint: {ckpt.newest_before(older_than)}. "
                                     "Try a lower --optim.lr, --optim.clip-norm 1.0, or a smaller --model.dt-max.")  # fmt: skip
 
+        # the loss of step s is made by the parameters after step s - 1: a good checkpoint is older than those
+        log = StepLog(run.info.task, run.schedules, tracker, progress, lambda what, s: diverged(what, s - 1),
+                      watchdog.kick)  # fmt: skip
+
         def flush(step: int) -> None:
-            """Log the pending steps' metrics; a non-finite loss of step s was made by the parameters of s - 1."""
-            if not pending:
-                return
-            got = jax.device_get([m for _, m in pending])
-            watchdog.kick("training")
-            steps = [s for s, _ in pending]
-            pending.clear()
-            for s, m in zip(steps, got):
-                if not math.isfinite(float(m["loss"])):
-                    raise diverged(f"non-finite loss ({float(m['loss'])}) at step {s}", older_than=s - 1)
-            sums: dict = {}
-            for m in got:
-                sums = add_sums(sums, m["sums"])
-            metrics = finalize(sums, run.info.task)
-            metrics["grad_norm"] = float(got[-1]["grad_norm"])
-            scale = plateau_scale(state.opt_state) or 1.0  # the plateau schedule's reductions so far
-            for name, lr_at in run.schedules.items():  # lr, ssm_lr (and dt_lr when set)
-                metrics[name] = scale * float(lr_at(step - 1))
-            metrics.update(progress.update(step, loss=metrics["loss"], lr=metrics["lr"]))
-            tracker.log(step, "train", metrics)
+            log.flush(step, state.opt_state)
 
         def save(step: int, *, as_best: bool = False) -> None:
             flush(step)
@@ -328,7 +311,7 @@ def _train(cfg: Config, tracker: Tracker | None, verbose: bool, watchdog: Watchd
         for step in range(start + 1, tc.steps + 1):
             state, m = run.train_step(state, run.to_global(next(data_iter)))
             watchdog.kick()  # dispatch is asynchronous: a wedged step is caught when a flush blocks
-            pending.append((step, m))
+            log.add(step, m)
             if step == start + 1:
                 watchdog.kick("the first train step (compilation)")
                 jax.block_until_ready(m["loss"])
