@@ -3,6 +3,7 @@ damaged ``config.json`` / ``metrics.jsonl`` are named and worked around, events 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -14,7 +15,7 @@ import pytest
 from _train_helpers import PYTHON, REPO, register, tiny_config
 from ssm.train import RunDirMismatch, RunDirUnusable, train
 from ssm.train.run_dir import RunDirWarning
-from ssm.train.tracker import MetricsWarning, read_metrics
+from ssm.train.tracker import MetricsWarning, Tracker, read_metrics
 
 
 @pytest.fixture(autouse=True)
@@ -183,6 +184,13 @@ def test_expected_failures_are_one_line_errors_with_their_own_exit_codes(tmp_pat
     with pytest.raises(DataMissing) as e:
         train(cfg, verbose=False)
     assert e.value.exit_code == 6 and "mnist" in str(e.value) and "\n" not in str(e.value)
+
+    class FullDisk(Tracker):
+        def log(self, step, split, metrics):
+            raise OSError(errno.ENOSPC, "No space left on device", os.path.join(str(tmp_path / "full"), "metrics.jsonl"))
+
+    with pytest.raises(RunDirUnusable, match=r"cannot write to the run directory .*\(No space left on device: .*metrics.jsonl\)"):
+        train(_cfg(str(tmp_path / "full")), tracker=FullDisk(), verbose=False)
 
 
 RESTORE_OTHER_SHAPES = """
