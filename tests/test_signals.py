@@ -73,6 +73,31 @@ def _checkpoints(run_dir, which="checkpoints") -> list[int]:
     return sorted(int(n) for n in os.listdir(d) if n.isdigit()) if os.path.isdir(d) else []
 
 
+def test_ctrl_c_during_set_up_lets_it_finish_then_stops_without_a_checkpoint(tmp_path, monkeypatch):
+    """A SIGINT in the middle of ``train``'s set-up (here: while the model and optimizer are built) does not
+    interrupt it mid-way (where native threads may be running); the run stops right after it."""
+    import ssm.train.loop as loop
+    from _train_helpers import register, tiny_config
+
+    register(monkeypatch)
+    finished = []
+    original = loop.build
+
+    def build(cfg):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)  # the handler runs here
+        run = original(cfg)
+        finished.append(True)
+        return run
+
+    monkeypatch.setattr(loop, "build", build)
+    cfg = tiny_config(tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(cfg, verbose=False)
+    assert finished == [True]
+    assert _checkpoints(cfg.train.run_dir) == []  # nothing trained, nothing saved
+
+
 def test_ctrl_c_during_compilation_exits_130_without_a_traceback(tmp_path):
     p = _Proc(tmp_path / "run", steps=50)
     p.wait_for("[ssm] new run in")  # printed just before the first step is compiled
