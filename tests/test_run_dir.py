@@ -222,3 +222,19 @@ def test_skipped_checkpoints_make_no_library_noise(trained, tmp_path):
     assert p.returncode == 0 and p.stdout.split() == ["restored", "True", "restored", "False"], p.stderr[-3000:]
     assert p.stderr.count("CheckpointWarning") == 3, p.stderr[-3000:]  # 8 (damaged), then 8 and 4 (other shape)
     assert "Event loop is closed" not in p.stderr and "Traceback" not in p.stderr, p.stderr[-3000:]
+
+
+def test_jsonl_tracker_resume_drops_later_events_and_never_writes_one_twice(tmp_path):
+    from ssm.train.tracker import JsonlTracker, MultiTracker
+
+    path = tmp_path / "metrics.jsonl"
+    old = [{"step": s, "split": "train", "loss": float(s)} for s in range(1, 6)] + [{"step": 4, "split": "val", "loss": 9.0}]
+    path.write_text("".join(json.dumps(e) + "\n" for e in old) + '{"step": 6, "spl')
+    t = MultiTracker(JsonlTracker(str(path)))
+    with pytest.warns(MetricsWarning, match="line 7: torn last line"):
+        t.resume(3)  # the run restarts after step 3: steps 4.. are recomputed
+    t.log(3, "train", {"loss": -1.0})  # already recorded: not written again
+    t.log(4, "train", {"loss": 40.0})
+    t.close()
+    got = [json.loads(line) for line in path.read_text().splitlines()]
+    assert got == old[:3] + [{"step": 4, "split": "train", "loss": 40.0}]

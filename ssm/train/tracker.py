@@ -93,6 +93,10 @@ class MultiTracker(Tracker):
         for t in self.trackers:
             t.log(step, split, metrics)
 
+    def resume(self, step: int) -> None:
+        for t in self.trackers:
+            t.resume(step)
+
     def close(self) -> None:
         for t in self.trackers:
             t.close()
