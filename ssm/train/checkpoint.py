@@ -55,8 +55,9 @@ _QUIET = False
 
 def _silence_library_noise() -> None:
     """A failed restore leaves TensorStore callbacks aimed at Orbax's closed asyncio loop; each prints a
-    'RuntimeError: Event loop is closed' traceback (through ``sys.excepthook``) or an asyncio 'Task
-    exception was never retrieved' log record. The skipped checkpoint is already named in one
+    'RuntimeError: Event loop is closed' traceback (through ``sys.excepthook``), an asyncio 'Task
+    exception was never retrieved' log record, or an 'Exception ignored in <coroutine ...>' report of an
+    Orbax read coroutine. The skipped checkpoint is already named in one
     :class:`CheckpointWarning`, so exactly those are dropped; everything else passes through."""
     global _QUIET
     if _QUIET:
@@ -72,7 +73,9 @@ def _silence_library_noise() -> None:
             prev_hook(t, v, tb)
 
     def unraisablehook(u):
-        if not noise(u.exc_value):
+        # an Orbax read coroutine dropped with its failure ("Exception ignored in: <coroutine ...>")
+        orbax_coroutine = "orbax" in getattr(getattr(u.object, "cr_code", None), "co_filename", "")
+        if not (noise(u.exc_value) or orbax_coroutine):
             prev_unraisable(u)
 
     class _OrbaxTaskFilter(logging.Filter):
