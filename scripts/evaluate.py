@@ -2,66 +2,83 @@
 """Evaluate a run: ``python scripts/evaluate.py RUN_DIR [--split test] [--checkpoint best|latest]``.
 
 ``--rate R`` evaluates at another sampling rate (every layer's Δ multiplied by R, ssm-math.md §1.3), e.g. a
-Speech Commands model trained at 16 kHz tested at 8 kHz: ``--rate 2 --resolution 2``.
+Speech Commands model trained at 16 kHz tested at 8 kHz: ``--rate 2 --resolution 2``. The model is always
+rebuilt with its training-time sizes (S4's ``l_max`` stays the training sequence length, the length its
+``C̃`` is defined for); ``--resolution`` only changes how the data are read, and is refused for a dataset
+whose ``data.resolution`` is not a subsampling factor.
 
-Restores the best checkpoint (by validation metric; the latest if there is no best one) and prints
-``{"run_dir": .., "step": .., "split": .., "metrics": {..}}`` as JSON on stdout.
+Restores the best checkpoint (by validation metric; the latest if there is no readable best one) without
+building an optimizer, and prints ``{"run_dir": .., "step": .., "split": .., "metrics": {..}}`` as JSON on
+stdout.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def _subsampling(dataset, data_cfg, resolution: int) -> bool:
+    """Whether ``data.resolution`` of this dataset keeps every r-th step (its length becomes ⌈L/r⌉)."""
+    import dataclasses
+
+    try:
+        full = dataset.info(dataclasses.replace(data_cfg, resolution=1)).seq_len
+        sub = dataset.info(dataclasses.replace(data_cfg, resolution=resolution)).seq_len
+    except (ValueError, TypeError):
+        return False
+    return sub == -(-full // resolution) and (resolution == 1 or sub != full)
+
+
 def evaluate_run(run_dir: str, split: str = "test", checkpoint: str = "best", data_root: str | None = None,
                  rate: float = 1.0, resolution: int | None = None) -> dict:  # fmt: skip
     import dataclasses
 
-    from ssm.config import config_from_dict
-    from ssm.train.checkpoint import Checkpoints
-    from ssm.train.loop import build
+    import jax
+    import numpy as np
+    from jax.sharding import NamedSharding, PartitionSpec
 
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: is {run_dir!r} a run directory of scripts/train.py?")
-    with open(path) as f:
-        cfg = config_from_dict(json.load(f))
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, num_devices=None, run_dir=run_dir))
-    if data_root is not None:
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data_root))
-    if resolution is not None:
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, resolution=resolution))
-    if not rate > 0:
-        raise ValueError(f"--rate must be positive (got {rate})")
-    run = build(cfg)
-    ckpt = Checkpoints(run_dir, keep=cfg.train.keep, async_save=False)
-    try:
-        order = [checkpoint] + (["latest"] if checkpoint == "best" else [])
-        restored = None
-        for which in order:
-            restored = ckpt.restore(run.abstract, sharding=run.replicated, which=which)
-            if restored is not None:
-                used = which
-                break
-        if restored is None:
-            raise FileNotFoundError(f"no readable checkpoint in {run_dir}")
-        state, _, meta = restored
-        if rate != 1.0:
-            import equinox as eqx
+    from ssm.data import get_dataset
+    from ssm.inference import AtRate, read_config, restore
+    from ssm.train.evaluation import evaluate
+    from ssm.train.loop import make_mesh
 
-            from ssm.inference import AtRate
+    if not (rate > 0 and math.isfinite(rate)):
+        raise ValueError(f"--rate must be a positive number (got {rate})")
+    if resolution is not None and resolution < 1:
+        raise ValueError(f"--resolution must be a positive integer (got {resolution})")
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"--split must be train, val or test (got {split!r})")
+    cfg = read_config(run_dir)
+    # Every device that divides the evaluation batch (the run may have trained on another device count).
+    n_dev = math.gcd(cfg.data.eval_batch_size, jax.device_count()) if jax.process_count() == 1 else None
+    mesh = make_mesh(n_dev)
+    replicated, sharded = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
+    model, model_state, cfg, info, meta, which = restore(run_dir, checkpoint=checkpoint, data_root=data_root,
+                                                         sharding=replicated, cfg=cfg)  # fmt: skip
+    dataset = get_dataset(cfg.data.name)
+    data_cfg = cfg.data
+    if resolution is not None and resolution != (cfg.data.resolution or 1):
+        if not _subsampling(dataset, cfg.data, resolution):
+            raise ValueError(f"--resolution: dataset {cfg.data.name!r} has no subsampling resolution option "
+                             "(it only applies to datasets read every r-th sample, e.g. Speech Commands)")  # fmt: skip
+        data_cfg = dataclasses.replace(cfg.data, resolution=resolution)
+    if rate != 1.0:
+        model = AtRate(model, float(rate))
 
-            state = eqx.tree_at(lambda s: s.model, state, AtRate(state.model, float(rate)))
-        metrics = run.evaluate(state, split)
-    finally:
-        ckpt.close()
-    return {"run_dir": run_dir, "checkpoint": used, "step": int(meta["step"]), "split": split, "rate": rate,
-            "metrics": metrics}  # fmt: skip
+    def to_global(batch):
+        return {k: jax.make_array_from_process_local_data(sharded, np.asarray(v)) for k, v in batch.items()}
+
+    metrics = evaluate(model, model_state, dataset.load(data_cfg, split), task=info.task,
+                       batch_size=cfg.data.eval_batch_size, to_global=to_global, max_batches=cfg.train.eval_batches,
+                       bucket=cfg.data.length_bucket)  # fmt: skip
+    return {"run_dir": run_dir, "checkpoint": which, "step": int(meta["step"]), "split": split, "rate": rate,
+            "resolution": data_cfg.resolution, "metrics": metrics}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         out = evaluate_run(a.run_dir, a.split, a.checkpoint, a.data_root, a.rate, a.resolution)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError) as e:  # RunError (a damaged run directory) is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(out))

@@ -8,17 +8,25 @@ metric, the learning rate), against the step, one line per run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 
 def load(run_dir: str) -> list[dict]:
-    path = os.path.join(run_dir, "metrics.jsonl")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: is {run_dir!r} a run directory?")
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The events of ``RUN_DIR/metrics.jsonl``; damaged lines are named on stderr and skipped."""
+    import warnings
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from ssm.train.tracker import read_metrics
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        events = read_metrics(run_dir)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    if not events:
+        raise FileNotFoundError(f"{os.path.join(run_dir, 'metrics.jsonl')} holds no readable event")
+    return events
 
 
 SKIP = {"step", "split", "steps_per_s", "examples_per_s", "grad_norm"}

@@ -279,6 +279,9 @@ class TrainConfig:
     # Exit with code 75 when no step, evaluation batch or checkpoint completes for this long (a wedged XLA
     # CPU runtime sleeps forever); rerunning resumes. None: off.
     hang_timeout_s: float | None = 1800.0
+    # Resume a run directory although these fields differ from its recorded config: steps, eval/save/log
+    # cadence, eval splits and batches, keep, devices, data root/workers (never the model, data or optimizer).
+    allow_resume_changes: bool = False
 
     def __post_init__(self) -> None:
         _positive("train.steps", self.steps)

@@ -1,11 +1,12 @@
 """Load a trained run for inference: ``model, cfg = ssm.load(run_dir)``.
 
-``load`` reads ``RUN_DIR/config.json``, rebuilds the model's structure without computing it
-(``eqx.filter_eval_shape``) and restores the checkpoint's arrays into it on one device, whatever the
-number of devices the run was trained on (Orbax restores into the given target; engineering.md §5.3).
-The result is an :class:`InferenceModel`: the backbone in inference mode (no dropout, BatchNorm
-running statistics) together with its BatchNorm state, with a jitted batched :meth:`~InferenceModel.predict`
-and :meth:`~InferenceModel.generate` for autoregressive models.
+``load`` reads the run's config (``RUN_DIR/config.json``, or the newest checkpoint's copy when that file is
+damaged), rebuilds the model's structure with its training-time sizes without computing it
+(``eqx.filter_eval_shape``) and restores the checkpoint's ``model`` item into it on one device, whatever the
+number of devices the run was trained on, without building an optimizer (:func:`restore`, the one path from a
+run directory to a model, also used by ``scripts/evaluate.py``). The result is an :class:`InferenceModel`: the
+backbone in inference mode (no dropout, BatchNorm running statistics) together with its BatchNorm state, with a
+jitted batched :meth:`~InferenceModel.predict` and :meth:`~InferenceModel.generate` for autoregressive models.
 
 Resolution change: every call takes ``rate`` (Δ' = rate·Δ in every layer, ssm-math.md §1.3): a model
 trained on signals sampled every Δ reads signals sampled every ``rate·Δ`` (e.g. ``rate=2`` for
@@ -15,7 +16,6 @@ trained on signals sampled every Δ reads signals sampled every ``rate·Δ`` (e.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
-from ssm.config import Config, config_from_dict
+from ssm.config import Config
 from ssm.layers.base import AbstractSSMLayer
 from ssm.model import SequenceModel
 
@@ -128,16 +128,16 @@ def predict(
 
 
 def read_config(run_dir: str) -> Config:
-    """The :class:`~ssm.config.Config` saved in ``RUN_DIR/config.json``."""
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: is {run_dir!r} a run directory written by scripts/train.py?")
-    with open(path) as f:
-        return config_from_dict(json.load(f))
+    """The :class:`~ssm.config.Config` of a run directory: ``RUN_DIR/config.json``, or, when that file is
+    missing or damaged, the config recorded by its newest checkpoint (with a warning saying so)."""
+    from ssm.train.run_dir import read_config as _read
+
+    return _read(run_dir)
 
 
 def _abstract_train_state(cfg: Config, info: Any) -> Any:
-    """Shapes and dtypes of the run's :class:`~ssm.train.state.TrainState` (the checkpoint's structure)."""
+    """Shapes and dtypes of the run's :class:`~ssm.train.state.TrainState`: only for checkpoints written
+    before the ``model`` item existed (it builds the optimizer)."""
     from ssm.model import make_model
     from ssm.train.optimizer import make_optimizer
     from ssm.train.state import TrainState
@@ -151,58 +151,63 @@ def _abstract_train_state(cfg: Config, info: Any) -> Any:
     return eqx.filter_eval_shape(init)
 
 
-def load(
-    run_dir: str, step: int | None = None, *, checkpoint: str = "best", data_root: str | None = None
-) -> tuple[InferenceModel, Config]:
-    """``(model, cfg)`` of a run directory.
+def restore(
+    run_dir: str,
+    step: int | None = None,
+    *,
+    checkpoint: str = "best",
+    data_root: str | None = None,
+    sharding: Any = None,
+    cfg: Config | None = None,
+) -> tuple[Any, Any, Config, Any, dict[str, Any], str]:
+    """The one path from a run directory to its trained model (used by :func:`load` and
+    ``scripts/evaluate.py``): ``(model, model_state, cfg, info, meta, which)``.
 
-    ``step=None`` restores the best checkpoint (by validation metric; the latest one if the run has no
-    best checkpoint, or with ``checkpoint="latest"``); ``step=N`` restores the checkpoint of step N
-    (kept as latest or best). The arrays are placed on ``jax.devices()[0]`` whatever the device count
-    the run was saved with; their dtype follows this process's ``jax_enable_x64`` setting. ``data_root``
-    overrides ``data.root`` (datasets whose sizes come from their files, e.g. a vocabulary, read them).
+    The model is rebuilt from the run's config with its training-time sizes (e.g. S4's ``l_max`` is the
+    training sequence length, the length its ``C̃`` is defined for) and its ``model`` checkpoint item
+    restored without building an optimizer: the best checkpoint, else the latest (``checkpoint="latest"``:
+    only the latest; ``step``: that step). Unreadable checkpoints are skipped with a ``CheckpointWarning``.
+    ``cfg`` is the run's config when the caller has already read it (:func:`read_config`).
     """
     import dataclasses
 
     from ssm.data import get_dataset
-    from ssm.train.checkpoint import Checkpoints, restore_target
-
-    import orbax.checkpoint as ocp
+    from ssm.train.checkpoint import Checkpoints
+    from ssm.train.state import abstract_model
 
     if checkpoint not in ("best", "latest"):
         raise ValueError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}")
-    cfg = read_config(run_dir)
+    cfg = read_config(run_dir) if cfg is None else cfg
     if data_root is not None:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data_root))
     dirs = {w: os.path.join(os.path.abspath(run_dir), d) for w, d in (("latest", "checkpoints"), ("best", "best"))}
     if not any(os.path.isdir(d) for d in dirs.values()):
         raise FileNotFoundError(f"no checkpoints in {run_dir!r} (expected {dirs['latest']} or {dirs['best']})")
     info = get_dataset(cfg.data.name).info(cfg.data)
-    abstract = _abstract_train_state(cfg, info)
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     ckpt = Checkpoints(run_dir, keep=cfg.train.keep, async_save=False)
     try:
-        if step is None:
-            order = [checkpoint] + (["latest"] if checkpoint == "best" else [])
-            restored = None
-            for which in order:
-                restored = ckpt.restore(abstract, sharding=device, which=which)
-                if restored is not None:
-                    break
-            if restored is None:
-                raise FileNotFoundError(f"no readable checkpoint in {run_dir!r}")
-            state = restored[0]
-        else:
-            holders = [w for w in ("latest", "best") if step in ckpt.steps(w)]
-            if not holders:
-                have = sorted(set(ckpt.steps("latest")) | set(ckpt.steps("best")))
-                raise ValueError(f"no checkpoint of step {step} in {run_dir!r}; saved steps: {have}")
-            arrays, static = restore_target(abstract, device)
-            r = ckpt.managers[holders[0]].restore(
-                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(arrays), meta=ocp.args.JsonRestore())
-            )
-            state = eqx.combine(r["state"], static)
+        (model, model_state), meta, which = ckpt.restore_model(
+            abstract_model(cfg.model, info), checkpoint=checkpoint, step=step, sharding=sharding,
+            legacy_state=lambda: _abstract_train_state(cfg, info),
+        )  # fmt: skip
     finally:
         ckpt.close()
-    net = eqx.nn.inference_mode(state.model)
-    return InferenceModel(net, state.model_state, info.task), cfg
+    return model, model_state, cfg, info, meta, which
+
+
+def load(
+    run_dir: str, step: int | None = None, *, checkpoint: str = "best", data_root: str | None = None
+) -> tuple[InferenceModel, Config]:
+    """``(model, cfg)`` of a run directory.
+
+    ``step=None`` restores the best checkpoint (by validation metric; the latest one if the run has no
+    readable best checkpoint, or with ``checkpoint="latest"``); ``step=N`` restores the checkpoint of step
+    N (kept as latest or best). The arrays are placed on ``jax.devices()[0]`` whatever the device count
+    the run was saved with; their dtype follows this process's ``jax_enable_x64`` setting. ``data_root``
+    overrides ``data.root`` (datasets whose sizes come from their files, e.g. a vocabulary, read them).
+    No optimizer is built (see :func:`restore`).
+    """
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    model, model_state, cfg, info, _, _ = restore(run_dir, step, checkpoint=checkpoint, data_root=data_root,
+                                                  sharding=device)  # fmt: skip
+    return InferenceModel(eqx.nn.inference_mode(model), model_state, info.task), cfg

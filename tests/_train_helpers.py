@@ -140,3 +140,13 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+def _script(name: str):
+    """``scripts/NAME.py`` imported as a module (to call its ``main`` in this process)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"script_{name}", os.path.join(REPO, "scripts", f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

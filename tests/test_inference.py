@@ -168,7 +168,7 @@ def _held_toy():
     mod = types.ModuleType("toy_held")
 
     def info(cfg):
-        return DatasetInfo(task="classification", d_input=1, d_output=3, seq_len=32)
+        return DatasetInfo(task="classification", d_input=1, d_output=3, seq_len=-(-32 // (cfg.resolution or 1)))
 
     def load(cfg, split):
         rng = np.random.default_rng({"train": 0, "val": 1, "test": 2}[split])
@@ -208,6 +208,12 @@ def test_evaluate_script_rate(tmp_path, monkeypatch):
     assert half["metrics"]["loss"] == pytest.approx(full["metrics"]["loss"], rel=1e-10)
     assert abs(wrong["metrics"]["loss"] - full["metrics"]["loss"]) > 1e-4
     assert ev.main([cfg.train.run_dir, "--rate", "0"]) == 2
+    # a dataset whose length does not follow data.resolution has no subsampling option: refused, not ignored
+    fixed = _held_toy()
+    fixed.info = lambda c: DatasetInfo(task="classification", d_input=1, d_output=3, seq_len=32)
+    monkeypatch.setitem(DATASETS, "toy_held", fixed)
+    with pytest.raises(ValueError, match="--resolution: dataset 'toy_held' has no subsampling"):
+        ev.evaluate_run(cfg.train.run_dir, "test", rate=2.0, resolution=2)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -91,17 +91,22 @@ def test_one_and_four_devices_give_the_same_losses(tmp_path):
     np.testing.assert_allclose([l4[s] for s in l4], [l1[s] for s in l4], rtol=1e-10, atol=0)
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    good = tiny_config(tmp_path / "run", train=dict(save_every=4, eval_every=0))
-    tracker = _InterruptAt(os.path.join(good.train.run_dir, "metrics.jsonl"), at=4)
+def test_nan_loss_stops_and_names_a_checkpoint_older_than_the_nan(tmp_path, monkeypatch):
+    from _train_helpers import make_toy_module
+    from ssm.data import DATASETS
+
+    cfg = tiny_config(tmp_path / "run", train=dict(save_every=2, eval_every=0, keep=3))
+    tracker = _InterruptAt(os.path.join(cfg.train.run_dir, "metrics.jsonl"), at=4)
     with pytest.raises(KeyboardInterrupt):
-        train(good, tracker=tracker)
+        train(cfg, tracker=tracker)
     tracker.close()
-    bad = tiny_config(tmp_path / "run", data=dict(name="toy_nan"), train=dict(save_every=1, eval_every=0))
-    with pytest.raises(TrainingDiverged, match=r"non-finite loss \(nan\) at step 5.*Last good checkpoint: step 4"):
-        train(bad)
-    state, meta = load_state(good)
-    assert meta["step"] == 4
+    # the same run resumed on data that turned NaN: the loss of step 5 is made by the parameters of step 4,
+    # so the checkpoint of step 4 is not a good one to go back to; step 2 is
+    monkeypatch.setitem(DATASETS, "toy", make_toy_module(nan=True))
+    with pytest.raises(TrainingDiverged, match=r"non-finite loss \(nan\) at step 5.*Last good checkpoint: step 2 in "):
+        train(cfg)
+    state, meta = load_state(cfg)
+    assert meta["step"] == 4  # nothing of the NaN steps was saved
     assert all(np.isfinite(x).all() for x in leaves(state) if x.dtype.kind == "f")
 
 

@@ -1,17 +1,26 @@
-"""Orbax checkpoints of a run: ``RUN_DIR/checkpoints`` (the latest ``keep``) and
-``RUN_DIR/best`` (the best by validation metric).
+"""Orbax checkpoints of a run: ``RUN_DIR/checkpoints`` (the latest ``keep``) and ``RUN_DIR/best``
+(the best by validation metric), and the one path from a run directory to a model.
 
-A checkpoint is one Orbax ``Composite`` with named items: ``state`` (every array of the
-:class:`~ssm.train.state.TrainState`: model, BatchNorm statistics, optimizer state, step, RNG key),
-``data`` (the Grain iterator position, one file per process) and ``meta`` (JSON: step, best metric,
-the resolved config). Saves are atomic (written to a temporary directory, renamed when complete), so a
-run killed during a save still has its previous checkpoints. Restoring walks the steps from newest to
-oldest and skips, with a :class:`CheckpointWarning` naming it, any checkpoint that cannot be read.
+A checkpoint is one Orbax ``Composite`` with named items: ``model`` (the arrays of the model and of
+its ``eqx.nn.State``: everything inference needs, restored without building an optimizer), ``state``
+(the rest of the :class:`~ssm.train.state.TrainState`: step, optimizer state, RNG key), ``data`` (the
+Grain iterator position, one file per process) and ``meta`` (JSON: step, best metric, the resolved
+config). Checkpoints written before the ``model`` item existed hold the whole TrainState in ``state``;
+they are still read.
+
+Saves are atomic (Orbax writes a temporary directory and renames it when complete, and removes the
+checkpoints that fall out of ``keep`` only after that), so a run killed during a save keeps its
+previous checkpoints; a new best checkpoint is written (and waited for) before the latest checkpoint
+of the same step, so no latest checkpoint claims a best step that ``best/`` lacks. Restoring walks the
+steps from newest to oldest and skips, with one :class:`CheckpointWarning` naming it, any checkpoint that
+cannot be read; such a damaged step is replaced when the run saves that step again.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -41,9 +50,56 @@ def restore_target(abstract: Any, sharding: Any = None) -> tuple[Any, Any]:
     return arrays, static
 
 
+_QUIET = False
+
+
+def _silence_library_noise() -> None:
+    """A failed restore leaves TensorStore callbacks aimed at Orbax's closed asyncio loop; each prints a
+    'RuntimeError: Event loop is closed' traceback (through ``sys.excepthook``), an asyncio 'Task
+    exception was never retrieved' log record, or an 'Exception ignored in <coroutine ...>' report of an
+    Orbax read coroutine. The skipped checkpoint is already named in one
+    :class:`CheckpointWarning`, so exactly those are dropped; everything else passes through."""
+    global _QUIET
+    if _QUIET:
+        return
+    _QUIET = True
+    prev_hook, prev_unraisable = sys.excepthook, sys.unraisablehook
+
+    def noise(exc: BaseException | None) -> bool:
+        return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
+
+    def excepthook(t, v, tb):
+        if not noise(v):
+            prev_hook(t, v, tb)
+
+    def unraisablehook(u):
+        # an Orbax read coroutine dropped with its failure ("Exception ignored in: <coroutine ...>")
+        orbax_coroutine = "orbax" in getattr(getattr(u.object, "cr_code", None), "co_filename", "")
+        if not (noise(u.exc_value) or orbax_coroutine):
+            prev_unraisable(u)
+
+    class _OrbaxTaskFilter(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            msg = record.getMessage()
+            return not ("never retrieved" in msg and "orbax" in msg)
+
+    sys.excepthook, sys.unraisablehook = excepthook, unraisablehook
+    logging.getLogger("asyncio").addFilter(_OrbaxTaskFilter())
+
+
+def _split(state: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A TrainState (abstract or concrete) -> its ``model`` item and its ``state`` item."""
+    return ({"model": state.model, "model_state": state.model_state},
+            {"step": state.step, "opt_state": state.opt_state, "key": state.key})  # fmt: skip
+
+
 class Checkpoints:
-    def __init__(self, run_dir: str, *, keep: int = 2, async_save: bool = True):
+    """The checkpoints of ``run_dir``; ``save_every`` (0: only when asked) sets :meth:`due`."""
+
+    def __init__(self, run_dir: str, *, keep: int = 2, async_save: bool = True, save_every: int = 0):
+        _silence_library_noise()
         root = os.path.abspath(run_dir)
+        self.save_every = save_every
         self.dirs = {"latest": os.path.join(root, "checkpoints"), "best": os.path.join(root, "best")}
 
         def manager(path: str, n: int) -> ocp.CheckpointManager:
@@ -53,26 +109,61 @@ class Checkpoints:
             return ocp.CheckpointManager(path, options=opts)
 
         self._saved: dict[str, set[int]] = {"latest": set(), "best": set()}
+        self._damaged: dict[str, set[int]] = {"latest": set(), "best": set()}
+        self.last_saved: int | None = None
         self.managers = {"latest": manager(self.dirs["latest"], keep), "best": manager(self.dirs["best"], 1)}
 
     def steps(self, which: str = "latest") -> list[int]:
         return sorted(self.managers[which].all_steps())
 
+    def due(self, step: int) -> bool:
+        """Whether the cadence asks for a checkpoint of ``step`` (not yet saved)."""
+        return bool(self.save_every) and step % self.save_every == 0 and step != self.last_saved
+
+    def newest_before(self, step: int) -> str:
+        """The newest checkpoint older than ``step``, as ``"step N in DIR"`` (or says there is none)."""
+        have = [(s, w) for w in ("latest", "best") for s in set(self.steps(w)) | self._saved[w]
+                if s < step and s not in self._damaged[w]]  # fmt: skip
+        if not have:
+            return f"none (no checkpoint older than step {step})" if self.last_saved is not None else "none (no checkpoint yet)"
+        s, w = max(have)
+        return f"step {s} in {self.dirs[w]}"
+
     def save(self, state: Any, data_iter: Any, meta: dict[str, Any], *, best: bool = False) -> None:
         """Save ``state`` (its arrays), the iterator position and ``meta`` at step ``meta["step"]``;
-        also as the best checkpoint when ``best``."""
+        also as the best checkpoint when ``best`` (written first)."""
         step = int(meta["step"])
-        arrays = eqx.filter(state, eqx.is_array)
-        for n, which in enumerate(("latest", "best") if best else ("latest",)):
-            if step in self._saved[which] or step in self.managers[which].all_steps():
+        model, rest = _split(eqx.filter(state, eqx.is_array))
+        for which in ("best", "latest") if best else ("latest",):
+            mngr = self.managers[which]
+            if step in self._damaged[which]:  # skipped on restore as unreadable: replace it
+                mngr.wait_until_finished()
+                mngr.delete(step)
+                self._damaged[which].discard(step)
+                self._saved[which].discard(step)
+            elif step in self._saved[which] or step in mngr.all_steps():
                 continue
-            if n:  # Orbax names its multi-process barriers by step: one save of a step at a time
-                self.managers["latest"].wait_until_finished()
+            for m in self.managers.values():  # Orbax names its multi-process barriers by step: one save at a time
+                m.wait_until_finished()
             self._saved[which].add(step)
-            items = {"state": ocp.args.StandardSave(arrays), "meta": ocp.args.JsonSave(meta)}
+            items = {"model": ocp.args.StandardSave(model), "state": ocp.args.StandardSave(rest),
+                     "meta": ocp.args.JsonSave(meta)}  # fmt: skip
             if data_iter is not None:
                 items["data"] = grain.checkpoint.CheckpointSave(data_iter)
-            self.managers[which].save(step, args=ocp.args.Composite(**items), force=True)
+            mngr.save(step, args=ocp.args.Composite(**items), force=True)
+            if which == "best":  # the latest checkpoint of this step (its meta names this best) comes after
+                mngr.wait_until_finished()
+        self.last_saved = step
+
+    def _skip(self, which: str, step: int, e: Exception) -> None:
+        self._damaged[which].add(step)
+        path = os.path.join(self.dirs[which], str(step))
+        msg = str(e).splitlines()[0][:200] if str(e) else ""
+        warnings.warn(f"checkpoint step {step} at {path} is unreadable ({type(e).__name__}: {msg}); skipping it",
+                      CheckpointWarning, stacklevel=3)  # fmt: skip
+
+    def _has_model_item(self, which: str, step: int) -> bool:
+        return os.path.isdir(os.path.join(self.dirs[which], str(step), "model"))
 
     def restore(
         self,
@@ -87,31 +178,84 @@ class Checkpoints:
         ``abstract_state`` gives the structure, shapes and dtypes; ``make_iter()`` builds a fresh data
         iterator that is moved to the saved position (omit it to skip the data item)."""
         mngr = self.managers[which]
-        arrays, static = restore_target(abstract_state, sharding)
+        model_t, model_s = restore_target(_split(abstract_state)[0], sharding)
+        rest_t, rest_s = restore_target(_split(abstract_state)[1], sharding)
+        whole_t, whole_s = restore_target(abstract_state, sharding)
         for step in sorted(mngr.all_steps(), reverse=True):
             it = make_iter() if make_iter is not None else None
-            items = {"state": ocp.args.StandardRestore(arrays), "meta": ocp.args.JsonRestore()}
+            new_layout = self._has_model_item(which, step)
+            items = {"meta": ocp.args.JsonRestore()}
+            if new_layout:
+                items.update(model=ocp.args.StandardRestore(model_t), state=ocp.args.StandardRestore(rest_t))
+            else:
+                items["state"] = ocp.args.StandardRestore(whole_t)
             if it is not None:
                 items["data"] = grain.checkpoint.CheckpointRestore(it)
             try:
                 r = mngr.restore(step, args=ocp.args.Composite(**items))
-                state = eqx.combine(r["state"], static)
-                return state, it, dict(r["meta"])
             except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is skipped
-                path = os.path.join(self.dirs[which], str(step))
-                msg = str(e).splitlines()[0][:300] if str(e) else ""
-                warnings.warn(
-                    f"checkpoint step {step} at {path} is unreadable ({type(e).__name__}: {msg}); "
-                    "skipping it and trying an older one",
-                    CheckpointWarning,
-                    stacklevel=2,
-                )
+                self._skip(which, step, e)
                 if it is not None and hasattr(it, "close"):
                     try:
                         it.close()
                     except Exception:  # noqa: BLE001
                         pass
+                continue
+            if new_layout:
+                m, s = eqx.combine(r["model"], model_s), eqx.combine(r["state"], rest_s)
+                state = type(abstract_state)(s["step"], m["model"], m["model_state"], s["opt_state"], s["key"])
+            else:
+                state = eqx.combine(r["state"], whole_s)
+            self.last_saved = step if which == "latest" else self.last_saved
+            return state, it, dict(r["meta"])
         return None
+
+    def restore_model(
+        self,
+        abstract_model: tuple[Any, Any],
+        *,
+        checkpoint: str = "best",
+        step: int | None = None,
+        sharding: Any = None,
+        legacy_state: Callable[[], Any] | None = None,
+    ) -> tuple[tuple[Any, Any], dict[str, Any], str]:
+        """``((model, model_state), meta, which)``: the best checkpoint, else the latest one (or only the
+        latest, ``checkpoint="latest"``; or the checkpoint of ``step``), without any optimizer.
+        ``legacy_state()`` gives the abstract TrainState of checkpoints written before the ``model`` item
+        (it builds the optimizer; omit it to skip them). Raises ``FileNotFoundError`` / ``ValueError``
+        naming what is missing."""
+        if checkpoint not in ("best", "latest"):
+            raise ValueError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}")
+        order = ["best", "latest"] if checkpoint == "best" else ["latest"]
+        if step is not None:
+            order = [w for w in ("latest", "best") if step in self.steps(w)]
+            if not order:
+                have = sorted(set(self.steps("latest")) | set(self.steps("best")))
+                raise ValueError(f"no checkpoint of step {step} in {os.path.dirname(self.dirs['latest'])}; "
+                                 f"saved steps: {have}")  # fmt: skip
+        target, static = restore_target({"model": abstract_model[0], "model_state": abstract_model[1]}, sharding)
+        for which in order:
+            for s in sorted(self.steps(which), reverse=True):
+                if step is not None and s != step:
+                    continue
+                try:
+                    if self._has_model_item(which, s):
+                        r = self.managers[which].restore(s, args=ocp.args.Composite(
+                            model=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))  # fmt: skip
+                        m = eqx.combine(r["model"], static)
+                        return (m["model"], m["model_state"]), dict(r["meta"]), which
+                    if legacy_state is None:
+                        raise ValueError("written before the 'model' item existed")
+                    whole_t, whole_s = restore_target(legacy_state(), sharding)
+                    r = self.managers[which].restore(s, args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(whole_t), meta=ocp.args.JsonRestore()))  # fmt: skip
+                    st = eqx.combine(r["state"], whole_s)
+                    return (st.model, st.model_state), dict(r["meta"]), which
+                except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is skipped
+                    self._skip(which, s, e)
+        run_dir = os.path.dirname(self.dirs["latest"])
+        raise FileNotFoundError(f"no readable checkpoint in {run_dir}" + (f" of step {step}" if step is not None else "")
+                                + f" (looked in {', '.join(self.dirs[w] for w in order)})")  # fmt: skip
 
     def wait(self) -> None:
         for m in self.managers.values():

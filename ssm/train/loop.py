@@ -1,11 +1,15 @@
 """The training loop: config in, checkpoints and ``metrics.jsonl`` out.
 
-``train(cfg)`` restores the newest readable checkpoint of ``cfg.train.run_dir`` (or initialises),
-then runs the jitted :func:`~ssm.train.step.make_train_step` on global batches sharded over a
-one-axis ``"data"`` mesh of all devices (of all processes), evaluating on a schedule and saving
-checkpoints. It stops with :class:`TrainingDiverged` on a non-finite loss or parameters (no
-checkpoint of the bad state is written), and on Ctrl-C (SIGINT) it saves a checkpoint of the last
-finished step before re-raising ``KeyboardInterrupt``.
+``train(cfg)`` checks that ``cfg.train.run_dir`` holds no other run (:mod:`ssm.train.run_dir`),
+restores its newest readable checkpoint (or initialises), then runs the jitted
+:func:`~ssm.train.step.make_train_step` on global batches sharded over a one-axis ``"data"`` mesh of all
+devices (of all processes), validating on a schedule (:mod:`ssm.train.evaluation`), keeping the best
+checkpoint (:class:`~ssm.train.best.BestTracker`) and saving on the cadence of
+:class:`~ssm.train.checkpoint.Checkpoints`. It stops with :class:`TrainingDiverged` on a non-finite loss
+or parameters (no checkpoint of the bad state is written). SIGINT (Ctrl-C) and SIGTERM (preemption), at
+any time, save a checkpoint of the last finished step when there is one and raise ``KeyboardInterrupt``
+(:class:`~ssm.train.errors.Preempted` for SIGTERM); see :mod:`ssm.train.signals`. Expected failures
+raise a :class:`~ssm.train.errors.RunError` with a one-line message and an ``exit_code``.
 
 Multi-host: with ``train.distributed`` it calls ``jax.distributed.initialize()`` (auto-detected on
 clusters; on plain machines set ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``,
@@ -15,12 +19,10 @@ clusters; on plain machines set ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import json
-import math
 import os
-import signal
-import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -35,20 +37,22 @@ from ssm.config import Config, DataConfig, ModelConfig, OptimConfig
 from ssm.data import get_dataset
 from ssm.data.base import DatasetInfo
 from ssm.model import count_params, make_model
+from ssm.train.best import BestTracker
 from ssm.train.checkpoint import Checkpoints
-from ssm.train.metrics import add_sums, default_best_metric, finalize, higher_is_better
-from ssm.train.optimizer import make_optimizer, plateau_scale, plateau_update
-from ssm.train.pipeline import eval_batches, train_dataset, train_iterator
+from ssm.train.errors import DataMissing, RunDirMismatch, TrainingDiverged
+from ssm.train.evaluation import evaluate
+from ssm.train.optimizer import make_optimizer, plateau_update
+from ssm.train.pipeline import train_dataset, train_iterator
 from ssm.train.progress import Progress
+from ssm.train.run_dir import check_and_record, check_config, has_checkpoints, unusable
+from ssm.train.signals import StopSignals
 from ssm.train.state import TrainState, abstract_state, init_state
-from ssm.train.step import all_finite, make_eval_step, make_train_step
+from ssm.train.step_log import StepLog
+from ssm.train.step import all_finite, make_train_step
 from ssm.train.tracker import JsonlTracker, MultiTracker, Tracker, WandbTracker
 from ssm.train.watchdog import Watchdog
 
-
-class TrainingDiverged(RuntimeError):
-    """The loss or the parameters became non-finite."""
-
+__all__ = ["Run", "TrainingDiverged", "build", "make_mesh", "train"]
 
 def maybe_initialize_distributed(cfg: Config) -> None:
     """``jax.distributed.initialize()`` once, when ``train.distributed`` (before any JAX work)."""
@@ -102,27 +106,10 @@ class Run:
     def evaluate(self, state: TrainState, split: str, source: Any = None,
                  heartbeat: Callable[[], None] | None = None) -> dict[str, float]:  # fmt: skip
         src = self.dataset.load(self.cfg.data, split) if source is None else source
-        eval_step = _eval_step(self.info.task)
-        sums: dict = {}
-        for b in eval_batches(src, global_batch=self.cfg.data.eval_batch_size, process=jax.process_index(),
-                              n_procs=jax.process_count(), max_batches=self.cfg.train.eval_batches,
-                              bucket=self.cfg.data.length_bucket):  # fmt: skip
-            out = eval_step(state.model, state.model_state, self.to_global(b))
-            sums = add_sums(sums, jax.device_get(out))
-            if heartbeat is not None:
-                heartbeat()
-        if not sums:
-            return {}
-        return finalize(sums, self.info.task)
-
-
-_EVAL_STEPS: dict[str, Any] = {}
-
-
-def _eval_step(task: str):
-    if task not in _EVAL_STEPS:
-        _EVAL_STEPS[task] = make_eval_step(task)
-    return _EVAL_STEPS[task]
+        return evaluate(state.model, state.model_state, src, task=self.info.task,
+                        batch_size=self.cfg.data.eval_batch_size, to_global=self.to_global,
+                        max_batches=self.cfg.train.eval_batches, bucket=self.cfg.data.length_bucket,
+                        heartbeat=heartbeat)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=8)
@@ -197,26 +184,8 @@ def build(cfg: Config) -> Run:
     return Run(cfg=cfg, dataset=dataset, **parts)
 
 
-class _Interrupt:
-    """Turns the first SIGINT into a flag checked between steps (a second one interrupts at once)."""
-
-    def __init__(self):
-        self.requested = False
-        self._old = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.requested = True
-        signal.signal(signal.SIGINT, self._old or signal.default_int_handler)
-
-    def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-        return False
+# errno values that mean "this run directory cannot be written" (not a bug: a one-line error).
+_RUN_DIR_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
 
 
 def train(cfg: Config, *, tracker: Tracker | None = None, verbose: bool = True) -> dict[str, Any]:
@@ -225,185 +194,164 @@ def train(cfg: Config, *, tracker: Tracker | None = None, verbose: bool = True) 
 
     A :class:`~ssm.train.watchdog.Watchdog` exits the process (code 75) when nothing completes for
     ``train.hang_timeout_s``; rerunning the command resumes from the last checkpoint."""
-    with Watchdog(cfg.train.hang_timeout_s, hint=f" from the last checkpoint in {cfg.train.run_dir}") as watchdog:
-        return _train(cfg, tracker, verbose, watchdog)
+    hint = f" from the last checkpoint in {cfg.train.run_dir}"
+    with StopSignals() as stop, Watchdog(cfg.train.hang_timeout_s, hint=hint) as watchdog:
+        try:
+            return _train(cfg, tracker, verbose, watchdog, stop)
+        except OSError as e:
+            if e.errno in _RUN_DIR_ERRNOS:
+                raise unusable(cfg.train.run_dir, e) from None
+            raise
 
 
-def _train(cfg: Config, tracker: Tracker | None, verbose: bool, watchdog: Watchdog) -> dict[str, Any]:
+def _data(fn: Callable[[], Any]) -> Any:
+    """``fn()`` with missing dataset files turned into :class:`DataMissing` (a one-line error)."""
+    try:
+        return fn()
+    except FileNotFoundError as e:
+        raise DataMissing(str(e).splitlines()[0] if str(e) else repr(e)) from None
+
+
+def _open_trackers(cfg: Config, tracker: Tracker | None, primary: bool) -> tuple[Tracker, bool]:
+    if tracker is not None:
+        return tracker, False
+    trackers: list[Tracker] = []
+    if primary:
+        trackers.append(JsonlTracker(os.path.join(cfg.train.run_dir, "metrics.jsonl")))
+        if cfg.train.wandb != "disabled":
+            trackers.append(WandbTracker(cfg.train.run_dir, cfg.train.wandb, cfg.train.wandb_project, cfg.to_dict()))
+    return MultiTracker(*trackers), True
+
+
+def _train(cfg: Config, tracker: Tracker | None, verbose: bool, watchdog: Watchdog, stop: StopSignals) -> dict[str, Any]:
     maybe_initialize_distributed(cfg)
     t0 = time.perf_counter()
-    run = build(cfg)
-    tc = cfg.train
-    primary = jax.process_index() == 0
-    run_dir = tc.run_dir
-    os.makedirs(run_dir, exist_ok=True)
-    if primary:
-        with open(os.path.join(run_dir, "config.json"), "w") as f:
-            f.write(cfg.to_json())
-    own_tracker = tracker is None
-    if tracker is None:
-        trackers: list[Tracker] = []
-        if primary:
-            trackers.append(JsonlTracker(os.path.join(run_dir, "metrics.jsonl")))
-            if tc.wandb != "disabled":
-                trackers.append(WandbTracker(run_dir, tc.wandb, tc.wandb_project, cfg.to_dict()))
-        tracker = MultiTracker(*trackers)
+    tc, primary = cfg.train, jax.process_index() == 0
     say = print if (verbose and primary) else (lambda *a, **k: None)
+    check_config(cfg)  # before anything is built: a run directory of another run is refused
+    run = _data(lambda: build(cfg))
+    check_and_record(cfg, run.abstract, write=primary)
+    stop.check()
+    train_src = _data(lambda: run.dataset.load(cfg.data, "train"))
+    eval_srcs: dict[str, Any] = {}
 
-    task = run.info.task
-    best_name = tc.best_metric or default_best_metric(task)
-    maximize = higher_is_better(best_name)
-    B = cfg.data.batch_size
-    train_src = run.dataset.load(cfg.data, "train")
+    def source(split: str) -> Any:
+        if split not in eval_srcs:
+            eval_srcs[split] = _data(lambda: run.dataset.load(cfg.data, split))
+        return eval_srcs[split]
 
     def make_iter():
-        ds = train_dataset(train_src, seed=cfg.data.seed, global_batch=B, n_batches=tc.steps,
+        ds = train_dataset(train_src, seed=cfg.data.seed, global_batch=cfg.data.batch_size, n_batches=tc.steps,
                            process=jax.process_index(), n_procs=jax.process_count(),
                            bucket=cfg.data.length_bucket)  # fmt: skip
         return train_iterator(ds, cfg.data.num_workers)
 
-    ckpt = Checkpoints(run_dir, keep=tc.keep, async_save=tc.async_checkpoint)
-    restored = ckpt.restore(run.abstract, sharding=run.replicated, make_iter=make_iter)
-    best: dict[str, Any] = {}
-    if restored is None:
-        state, data_iter = run.init(), make_iter()
-        say(f"[ssm] new run in {run_dir}: {cfg.model.layer} model, {count_params(state.model):,} parameters, "
-            f"{len(train_src)} training examples, {run.mesh.devices.size} device(s), {jax.process_count()} process(es)")  # fmt: skip
-    else:
-        state, data_iter, meta = restored
-        best = meta.get("best") or {}
-        say(f"[ssm] resuming {run_dir} from step {int(state.step)}")
-    last_saved = int(state.step) if restored is not None else None
+    ckpt = Checkpoints(tc.run_dir, keep=tc.keep, async_save=tc.async_checkpoint, save_every=tc.save_every)
+    data_iter = None
+    tracker, own_tracker = _open_trackers(cfg, tracker, primary)
+    progress = None
+    try:
+        restored = ckpt.restore(run.abstract, sharding=run.replicated, make_iter=make_iter)
+        if restored is None and has_checkpoints(tc.run_dir):
+            raise RunDirMismatch(f"none of the checkpoints in {tc.run_dir} can be read (another model's, or damaged; "
+                                 "see the warnings above): pass a new --train.run-dir, or move them away to "
+                                 "start this run over")  # fmt: skip
+        if restored is None:
+            state, data_iter, meta = run.init(), make_iter(), {}
+            say(f"[ssm] new run in {tc.run_dir}: {cfg.model.layer} model, {count_params(state.model):,} parameters, "
+                f"{len(train_src)} training examples, {run.mesh.devices.size} device(s), {jax.process_count()} process(es)")  # fmt: skip
+        else:
+            state, data_iter, meta = restored
+            say(f"[ssm] resuming {tc.run_dir} from step {int(state.step)}")
+        start = int(state.step)
+        best = BestTracker(tc.best_metric, run.info.task, meta.get("best"))
+        tracker.resume(start)
+        progress = Progress(tc.steps, start, cfg.data.batch_size, tc.progress, enabled=verbose and primary)
 
-    train_step = run.train_step
-    eval_splits = {}
+        def meta_of(step: int) -> dict[str, Any]:
+            return {"step": step, "best": best.record, "best_metric": best.metric, "config": cfg.to_dict()}
 
-    def source(split):
-        if split not in eval_splits:
-            eval_splits[split] = run.dataset.load(cfg.data, split)
-        return eval_splits[split]
+        def diverged(what: str, older_than: int) -> TrainingDiverged:
+            return TrainingDiverged(f"{what}: training stopped. Last good checkpoint: {ckpt.newest_before(older_than)}. "
+                                    "Try a lower --optim.lr, --optim.clip-norm 1.0, or a smaller --model.dt-max.")  # fmt: skip
 
-    def meta(step: int) -> dict[str, Any]:
-        return {"step": step, "best": best, "best_metric": best_name, "config": cfg.to_dict()}
+        # the loss of step s is made by the parameters after step s - 1: a good checkpoint is older than those
+        log = StepLog(run.info.task, run.schedules, tracker, progress, lambda what, s: diverged(what, s - 1),
+                      watchdog.kick)  # fmt: skip
 
-    def check_finite(step: int, losses: list[tuple[int, float]]) -> None:
-        for s, v in losses:
-            if not math.isfinite(v):
-                where = f"step {last_saved} in {ckpt.dirs['latest']}" if last_saved is not None else "none (no checkpoint yet)"
-                raise TrainingDiverged(
-                    f"non-finite loss ({v}) at step {s}: training stopped. Last good checkpoint: {where}. "
-                    "Try a lower --optim.lr, --optim.clip-norm 1.0, or a smaller --model.dt-max."
-                )
-        if not bool(all_finite(state.model)):
-            raise TrainingDiverged(f"non-finite parameters after step {step}: training stopped. "
-                                   f"Last good checkpoint: step {last_saved}.")  # fmt: skip
+        def flush(step: int) -> None:
+            log.flush(step, state.opt_state)
 
-    def save(step: int, *, as_best: bool = False) -> None:
-        nonlocal last_saved
-        check_finite(step, [])
-        watchdog.kick("a checkpoint save")
-        ckpt.save(state, data_iter, meta(step), best=as_best)
-        last_saved = step
-        watchdog.kick("training")
+        def save(step: int, *, as_best: bool = False) -> None:
+            flush(step)
+            if not bool(all_finite(state.model)):
+                raise diverged(f"non-finite parameters after step {step}", older_than=step)
+            watchdog.kick("a checkpoint save")
+            ckpt.save(state, data_iter, meta_of(step), best=as_best)
+            watchdog.kick("training")
 
-    pending: list[tuple[int, dict]] = []
-    progress = Progress(tc.steps, int(state.step), B, tc.progress, enabled=verbose and primary)
-
-    def flush(step: int) -> None:
-        if not pending:
-            return
-        got = jax.device_get([m for _, m in pending])
-        watchdog.kick("training")
-        losses = [(s, float(m["loss"])) for (s, _), m in zip(pending, got)]
-        pending.clear()
-        check_finite(step, losses)
-        sums: dict = {}
-        for m in got:
-            sums = add_sums(sums, m["sums"])
-        metrics = finalize(sums, task)
-        metrics["grad_norm"] = float(got[-1]["grad_norm"])
-        scale = plateau_scale(state.opt_state) or 1.0  # the plateau schedule's reductions so far
-        for name, lr_at in run.schedules.items():  # lr, ssm_lr (and dt_lr when set)
-            metrics[name] = scale * float(lr_at(step - 1))
-        metrics.update(progress.update(step, loss=metrics["loss"], lr=metrics["lr"]))
-        tracker.log(step, "train", metrics)
-
-    def validate(step: int) -> None:
-        nonlocal best, state
-        if "val" not in tc.eval_splits:
-            return
-        watchdog.kick("validation")
-        m = run.evaluate(state, "val", source("val"), heartbeat=watchdog.kick)
-        if not m:
-            return
-        tracker.log(step, "val", m)
-        progress.write(f"[ssm] step {step} val " + " ".join(f"{k} {v:.4g}" for k, v in m.items()))
-        v = m.get(best_name)
-        if v is not None and math.isfinite(v) and cfg.optim.schedule == "plateau":
-            state = eqx.tree_at(lambda t: t.opt_state, state, plateau_update(state.opt_state, v, cfg.optim,
-                                                                               maximize=maximize))
-        if v is not None and math.isfinite(v):
-            better = not best or (v > best["value"] if maximize else v < best["value"])
-            if better:
-                best = {"metric": best_name, "value": v, "step": step}
+        def validate(step: int) -> None:
+            nonlocal state
+            flush(step)
+            watchdog.kick("validation")
+            m = run.evaluate(state, "val", source("val"), heartbeat=watchdog.kick)
+            if not m:
+                return
+            tracker.log(step, "val", m)
+            progress.write(f"[ssm] step {step} val " + " ".join(f"{k} {v:.4g}" for k, v in m.items()))
+            if best.value(m) is not None and cfg.optim.schedule == "plateau":
+                new_opt = plateau_update(state.opt_state, best.value(m), cfg.optim, maximize=best.maximize)
+                state = eqx.tree_at(lambda t: t.opt_state, state, new_opt)
+            if best.update(m, step):
                 save(step, as_best=True)
 
-    start = int(state.step)
-    try:
-        with _Interrupt() as interrupt:
-            step = start
-            for step in range(start + 1, tc.steps + 1):
-                batch = run.to_global(next(data_iter))
-                state, m = train_step(state, batch)
-                watchdog.kick()  # dispatch is asynchronous: a wedged step is caught when a flush blocks
-                pending.append((step, m))
-                if step == start + 1:
-                    watchdog.kick("the first train step (compilation)")
-                    jax.block_until_ready(m["loss"])
-                    watchdog.kick("training")
-                    progress.reset_clock(step)
-                if step % tc.log_every == 0 or step == tc.steps:
-                    flush(step)
-                if tc.eval_every and step % tc.eval_every == 0 and step != tc.steps:
-                    flush(step)
-                    validate(step)
-                    progress.reset_clock(step)
-                if tc.save_every and step % tc.save_every == 0 and step != last_saved:
-                    flush(step)
-                    save(step)
-                if interrupt.requested:
-                    flush(step)
-                    if step != last_saved:
-                        save(step)
-                    ckpt.wait()
-                    say(f"\n[ssm] interrupted: checkpoint of step {step} saved in {ckpt.dirs['latest']}")
-                    raise KeyboardInterrupt
-            final_step = int(state.step)
-            flush(final_step)
-            results: dict[str, Any] = {"step": final_step}
-            for split in tc.eval_splits:
-                watchdog.kick(f"the final {split} evaluation")
-                m = run.evaluate(state, split, source(split), heartbeat=watchdog.kick)
-                if m:
-                    tracker.log(final_step, split, m)
-                    results[split] = m
-            if "val" in results and best_name in results["val"]:
-                v = results["val"][best_name]
-                if math.isfinite(v) and (not best or (v > best["value"] if maximize else v < best["value"])):
-                    best = {"metric": best_name, "value": v, "step": final_step}
-                    save(final_step, as_best=True)
-            if last_saved != final_step:
-                save(final_step)
-            results["best"] = best
-            results["seconds"] = time.perf_counter() - t0
-            for split in tc.eval_splits:
-                if split in results:
-                    say(f"[ssm] step {final_step} {split}: " + json.dumps(results[split]))
-            return results
+        if best.record.get("step") == start and start not in ckpt.steps("best"):
+            save(start, as_best=True)  # a kill during that best save: re-derive it from the restored state
+        stop.check()
+        for step in range(start + 1, tc.steps + 1):
+            state, m = run.train_step(state, run.to_global(next(data_iter)))
+            watchdog.kick()  # dispatch is asynchronous: a wedged step is caught when a flush blocks
+            log.add(step, m)
+            if step == start + 1:
+                watchdog.kick("the first train step (compilation)")
+                jax.block_until_ready(m["loss"])
+                watchdog.kick("training")
+                progress.reset_clock(step)
+            if step % tc.log_every == 0 or step == tc.steps:
+                flush(step)
+            if tc.eval_every and step % tc.eval_every == 0 and step != tc.steps and "val" in tc.eval_splits:
+                validate(step)
+                progress.reset_clock(step)
+            if ckpt.due(step) or (stop.requested and step != ckpt.last_saved):
+                save(step)
+            if stop.requested:
+                ckpt.wait()
+                say(f"\n[ssm] {stop.name()}: checkpoint of step {step} saved in {ckpt.dirs['latest']}")
+                raise stop.exception()
+        final = int(state.step)
+        flush(final)
+        results: dict[str, Any] = {"step": final}
+        for split in tc.eval_splits:
+            watchdog.kick(f"the final {split} evaluation")
+            m = run.evaluate(state, split, source(split), heartbeat=watchdog.kick)
+            if m:
+                tracker.log(final, split, m)
+                results[split] = m
+        if "val" in results and best.update(results["val"], final):
+            save(final, as_best=True)
+        if ckpt.last_saved != final:
+            save(final)
+        results["best"] = best.record
+        results["seconds"] = time.perf_counter() - t0
+        for split in tc.eval_splits:
+            if split in results:
+                say(f"[ssm] step {final} {split}: " + json.dumps(results[split]))
+        return results
     finally:
-        progress.close()
+        if progress is not None:
+            progress.close()
         ckpt.close()
-        if hasattr(data_iter, "close"):
+        if data_iter is not None and hasattr(data_iter, "close"):
             try:
                 data_iter.close()
             except Exception:  # noqa: BLE001

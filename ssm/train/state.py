@@ -39,3 +39,17 @@ def init_state(
 def abstract_state(model_cfg: ModelConfig, info: DatasetInfo, tx: optax.GradientTransformation) -> TrainState:
     """The state's shapes and dtypes (``jax.ShapeDtypeStruct`` leaves) without computing anything."""
     return eqx.filter_eval_shape(init_state, model_cfg, info, tx, jax.random.PRNGKey(0))
+
+
+def abstract_model(model_cfg: ModelConfig, info: DatasetInfo) -> tuple[Any, Any]:
+    """``(model, model_state)`` with ``jax.ShapeDtypeStruct`` leaves (what a checkpoint's ``model`` item
+    is restored into). A layer that cannot be constructed under tracing is built once for real."""
+    import warnings
+
+    try:
+        return eqx.filter_eval_shape(make_model, model_cfg, info, key=jax.random.PRNGKey(0))
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError) as e:
+        warnings.warn(f"the {model_cfg.layer!r} layer cannot be constructed under tracing ({type(e).__name__}); "
+                      "initialising eagerly", RuntimeWarning, stacklevel=2)  # fmt: skip
+        real = make_model(model_cfg, info, key=jax.random.PRNGKey(0))
+        return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype) if eqx.is_array(a) else a, real)

@@ -2,7 +2,10 @@
 
 ``train_step(state, batch) -> (state, metrics)`` is one optimizer step over a global batch (a dict of
 arrays with a leading batch axis, sharded over the ``"data"`` mesh axis); with gradient accumulation
-the batch is split into ``grad_accum`` equal micro-batches whose mean gradients are averaged.
+the batch is split into ``grad_accum`` equal micro-batches and the step follows the gradient of the
+whole batch's loss, ``∇(Σ loss sums / Σ counts)``: the micro-batches' gradients of their loss SUMS are
+added and divided by the total count. (Averaging per-micro-batch means would weight a token of a short
+micro-batch more than one of a long micro-batch, a different objective for token-weighted losses.)
 The per-example model call is vmapped with ``axis_name="batch"`` so that BatchNorm statistics are
 taken over the whole global batch.
 """
@@ -60,7 +63,15 @@ def make_train_step(
         loss = sums["loss"][0] / sums["loss"][1]
         return loss, (sums, model_state)
 
+    def sum_fn(model, model_state, batch, key):
+        # The loss SUM of a micro-batch: its gradients add up to the whole batch's (the count does not
+        # depend on the parameters).
+        n = batch["inputs"].shape[0]
+        sums, model_state = batch_sums(model, model_state, batch, task, jax.random.split(key, n))
+        return sums["loss"][0], (sums, model_state)
+
     grad_fn = eqx.filter_value_and_grad(loss_fn, has_aux=True)
+    sum_grad_fn = eqx.filter_value_and_grad(sum_fn, has_aux=True)
 
     @eqx.filter_jit(donate="all")
     def train_step(state: TrainState, batch: Batch):
@@ -74,18 +85,19 @@ def make_train_step(
             keys = jax.random.split(step_key, grad_accum)
             params, static = eqx.partition(state.model, eqx.is_array)
             head = jax.tree_util.tree_map(lambda a: a[0], micro)
-            (_, (sums, model_state)), grads = grad_fn(state.model, state.model_state, head, keys[0])
+            (_, (sums, model_state)), grads = sum_grad_fn(state.model, state.model_state, head, keys[0])
 
             def body(carry, xs):
                 g_acc, s_acc, mstate = carry
                 mb, k = xs
-                (_, (s, mstate)), g = grad_fn(eqx.combine(params, static), mstate, mb, k)
+                (_, (s, mstate)), g = sum_grad_fn(eqx.combine(params, static), mstate, mb, k)
                 return (jax.tree_util.tree_map(jnp.add, g_acc, g), jax.tree_util.tree_map(jnp.add, s_acc, s), mstate), None
 
             rest = jax.tree_util.tree_map(lambda a: a[1:], (micro, keys))
             (grads, sums, model_state), _ = jax.lax.scan(body, (grads, sums, model_state), rest)
-            grads = jax.tree_util.tree_map(lambda g: g / grad_accum, grads)
-            loss = sums["loss"][0] / sums["loss"][1]
+            total = sums["loss"][1]
+            grads = jax.tree_util.tree_map(lambda g: g / total.astype(g.dtype), grads)
+            loss = sums["loss"][0] / total
         params = eqx.filter(state.model, eqx.is_array)
         updates, opt_state = tx.update(grads, state.opt_state, params)
         model = eqx.apply_updates(state.model, updates)

@@ -1,0 +1,240 @@
+"""A run directory is one run: another config or model structure is refused, safe changes need a flag,
+damaged ``config.json`` / ``metrics.jsonl`` are named and worked around, events are never duplicated or glued."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import warnings
+
+import pytest
+
+from _train_helpers import PYTHON, REPO, register, tiny_config
+from ssm.train import RunDirMismatch, RunDirUnusable, train
+from ssm.train.run_dir import RunDirWarning
+from ssm.train.tracker import MetricsWarning, Tracker, read_metrics
+
+
+@pytest.fixture(autouse=True)
+def _toy(monkeypatch):
+    register(monkeypatch)
+
+
+def _cfg(run_dir, **over):
+    base = {"train": dict(steps=8, eval_every=0, save_every=4, async_checkpoint=False)}
+    for k, v in over.items():
+        base.setdefault(k, {}).update(v)
+    return tiny_config(run_dir, **base)
+
+
+def _steps(run_dir: str) -> list[int]:
+    return sorted(int(d) for d in os.listdir(os.path.join(run_dir, "checkpoints")) if d.isdigit())
+
+
+def _events(run_dir):
+    return [(e["step"], e["split"]) for e in read_metrics(run_dir)]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A finished 8-step run (checkpoints 4 and 8), copied by each test that changes it."""
+    from _train_helpers import register as reg
+
+    reg()
+    d = str(tmp_path_factory.mktemp("rd") / "run")
+    train(_cfg(d), verbose=False)
+    return d
+
+
+def _copy(trained, tmp_path) -> str:
+    d = str(tmp_path / "run")
+    shutil.copytree(trained, d)
+    return d
+
+
+def test_another_config_is_refused_naming_fields_and_ways_out(trained, tmp_path):
+    d = _copy(trained, tmp_path)
+    before = open(os.path.join(d, "metrics.jsonl")).read()
+    with pytest.raises(RunDirMismatch) as e:
+        train(_cfg(d, optim=dict(lr=0.03)), verbose=False)
+    msg = str(e.value)
+    assert "optim.lr: 0.02 (recorded) -> 0.03 (now)" in msg
+    assert "recorded config" in msg and "new --train.run-dir" in msg and e.value.exit_code == 4
+    # another shape or layer: refused too, never a new run at step 0 beside the old checkpoints
+    for over in (dict(model=dict(d_model=16)), dict(model=dict(layer="dss"))):
+        with pytest.raises(RunDirMismatch, match="model."):
+            train(_cfg(d, **over), verbose=False)
+    # a safe change needs the explicit flag; with it, an unsafe one is still refused
+    with pytest.raises(RunDirMismatch, match="--train.allow-resume-changes"):
+        train(_cfg(d, train=dict(steps=12)), verbose=False)
+    with pytest.raises(RunDirMismatch, match="optim.lr cannot change in a run"):
+        train(_cfg(d, optim=dict(lr=0.03), train=dict(steps=12, allow_resume_changes=True)), verbose=False)
+    assert _steps(d) == [4, 8] and open(os.path.join(d, "metrics.jsonl")).read() == before
+    # a run directory without checkpoints takes a new config (nothing to mix)
+    fresh = str(tmp_path / "fresh")
+    os.makedirs(fresh)
+    shutil.copy(os.path.join(d, "config.json"), fresh)
+    res = train(_cfg(fresh, optim=dict(lr=0.03), train=dict(steps=2, save_every=0)), verbose=False)
+    assert res["step"] == 2
+
+
+def test_more_steps_with_the_flag_resume_and_log_each_event_once(trained, tmp_path):
+    d = _copy(trained, tmp_path)
+    # a torn last line (a run killed while writing it): dropped, never glued to the next event
+    with open(os.path.join(d, "metrics.jsonl"), "a") as f:
+        f.write('{"step": 9, "split": "tra')
+    with pytest.warns(MetricsWarning, match=r"metrics.jsonl line \d+: torn last line"):
+        res = train(_cfg(d, train=dict(steps=12, allow_resume_changes=True)), verbose=False)
+    assert res["step"] == 12
+    with open(os.path.join(d, "metrics.jsonl")) as f:
+        lines = f.read().splitlines()
+    assert all(isinstance(json.loads(line), dict) for line in lines)  # every line is one event
+    events = _events(d)
+    assert len(events) == len(set(events)), sorted(e for e in events if events.count(e) > 1)
+    assert sorted(s for s, split in events if split == "train") == list(range(1, 13))
+    # the recorded config follows the accepted change: the same command again is a plain resume
+    assert json.load(open(os.path.join(d, "config.json")))["train"]["steps"] == 12
+    again = train(_cfg(d, train=dict(steps=12)), verbose=False)
+    assert again["step"] == 12 and _events(d) == events  # a finished run re-evaluated: nothing logged twice
+
+
+def test_another_structure_or_unreadable_checkpoints_are_refused(trained, tmp_path):
+    d = _copy(trained, tmp_path)
+    info = json.load(open(os.path.join(d, "run.json")))
+    assert set(info) == {"ssm_version", "fingerprint"} and set(info["fingerprint"]) == {"model", "optimizer"}
+    info["fingerprint"]["model"] = "0" * 16  # same config, another code version's model structure
+    json.dump(info, open(os.path.join(d, "run.json"), "w"))
+    with pytest.raises(RunDirMismatch, match=r"another model structure \(written by ssm"):
+        train(_cfg(d), verbose=False)
+    os.remove(os.path.join(d, "run.json"))
+    # every checkpoint damaged: refused (with each named), never a new run at step 0 beside them
+    from test_checkpoint import _corrupt
+
+    for s in (4, 8):
+        _corrupt(os.path.join(d, "checkpoints", str(s)))
+    with pytest.warns(Warning, match="is unreadable"), pytest.raises(RunDirMismatch, match="none of the checkpoints"):
+        train(_cfg(d), verbose=False)
+    assert _steps(d) == [4, 8]
+
+
+def test_damaged_config_json_through_train_load_evaluate_and_plot(trained, tmp_path, capsys):
+    import ssm
+    from _train_helpers import _script
+
+    d = _copy(trained, tmp_path)
+    cfg_path = os.path.join(d, "config.json")
+    with open(cfg_path, "w") as f:
+        f.write("\x00garbage{")
+    with pytest.warns(RunDirWarning, match=r"config.json is damaged \(JSONDecodeError.*checkpoint step 8"):
+        model, cfg = ssm.load(d)
+    assert cfg == _cfg(trained)  # as recorded (the directory was copied from there)
+    evaluate = _script("evaluate")
+    with pytest.warns(RunDirWarning, match="config.json is damaged"):
+        assert evaluate.main([d, "--split", "val"]) == 0
+    assert json.loads(capsys.readouterr().out)["step"] == 8
+    p = subprocess.run([PYTHON, os.path.join(REPO, "scripts", "plot.py"), d, "--out", str(tmp_path / "c.png")],
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    with pytest.warns(RunDirWarning, match="config.json is damaged"):
+        assert train(_cfg(d), verbose=False)["step"] == 8  # resumes (the config recovered from the checkpoint)
+    json.load(open(cfg_path))  # and rewritten
+    # no checkpoint records a config: what is wrong and what still works
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.json").write_text("{not json")
+    shutil.copy(os.path.join(d, "metrics.jsonl"), bare)
+    with pytest.raises(RunDirUnusable, match=r"config.json is damaged \(JSONDecodeError.*metrics.jsonl and scripts/plot.py still work"):
+        ssm.load(str(bare))
+    assert evaluate.main([str(bare)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "config.json is damaged" in err
+
+
+def test_damaged_metrics_lines_are_named_and_skipped(trained, tmp_path):
+    d = _copy(trained, tmp_path)
+    path = os.path.join(d, "metrics.jsonl")
+    lines = open(path).read().splitlines()
+    lines.insert(3, "{oops")
+    open(path, "w").write("\n".join(lines) + "\n")
+    with pytest.warns(MetricsWarning, match=r"metrics.jsonl line 4: damaged line"):
+        events = read_metrics(d)
+    assert len(events) == len(lines) - 1
+    p = subprocess.run([PYTHON, os.path.join(REPO, "scripts", "plot.py"), d, "--out", str(tmp_path / "c.png")],
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert p.returncode == 0 and "line 4: damaged line" in p.stderr and "Traceback" not in p.stderr, p.stderr
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MetricsWarning)
+        with pytest.raises(MetricsWarning):
+            read_metrics(d)
+
+
+def test_expected_failures_are_one_line_errors_with_their_own_exit_codes(tmp_path):
+    from ssm.train import DataMissing
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(RunDirUnusable, match=r"cannot write to the run directory .*file/run") as e:
+        train(_cfg(str(blocker / "run")), verbose=False)
+    assert e.value.exit_code == 5 and "\n" not in str(e.value)
+    cfg = tiny_config(tmp_path / "run", data=dict(name="mnist", root=str(tmp_path / "nodata")),
+                      model=dict(norm="layer"), train=dict(steps=2))  # fmt: skip
+    with pytest.raises(DataMissing) as e:
+        train(cfg, verbose=False)
+    assert e.value.exit_code == 6 and "mnist" in str(e.value) and "\n" not in str(e.value)
+
+    class FullDisk(Tracker):
+        def log(self, step, split, metrics):
+            raise OSError(errno.ENOSPC, "No space left on device", os.path.join(str(tmp_path / "full"), "metrics.jsonl"))
+
+    with pytest.raises(RunDirUnusable, match=r"cannot write to the run directory .*\(No space left on device: .*metrics.jsonl\)"):
+        train(_cfg(str(tmp_path / "full")), tracker=FullDisk(), verbose=False)
+
+
+RESTORE_OTHER_SHAPES = """
+import jax
+jax.config.update("jax_num_cpu_devices", 4)
+jax.config.update("jax_enable_x64", True)
+import sys
+from _train_helpers import register, tiny_config
+from ssm.train import Checkpoints, build
+register()
+for d_model in (8, 16):  # the damaged step 8 then step 4; then both unreadable for another shape
+    run = build(tiny_config(sys.argv[1], model=dict(d_model=d_model)))
+    ck = Checkpoints(sys.argv[1], async_save=False)
+    print("restored", ck.restore(run.abstract, sharding=run.replicated) is not None)
+    ck.close()
+"""
+
+
+def test_skipped_checkpoints_make_no_library_noise(trained, tmp_path):
+    from test_checkpoint import _corrupt
+
+    from _train_helpers import subprocess_env
+
+    d = _copy(trained, tmp_path)
+    _corrupt(os.path.join(d, "checkpoints", "8"))
+    script = tmp_path / "restore.py"
+    script.write_text(RESTORE_OTHER_SHAPES)
+    p = subprocess.run([PYTHON, str(script), d], env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and p.stdout.split() == ["restored", "True", "restored", "False"], p.stderr[-3000:]
+    assert p.stderr.count("CheckpointWarning") == 3, p.stderr[-3000:]  # 8 (damaged), then 8 and 4 (other shape)
+    assert "Event loop is closed" not in p.stderr and "Traceback" not in p.stderr, p.stderr[-3000:]
+
+
+def test_jsonl_tracker_resume_drops_later_events_and_never_writes_one_twice(tmp_path):
+    from ssm.train.tracker import JsonlTracker, MultiTracker
+
+    path = tmp_path / "metrics.jsonl"
+    old = [{"step": s, "split": "train", "loss": float(s)} for s in range(1, 6)] + [{"step": 4, "split": "val", "loss": 9.0}]
+    path.write_text("".join(json.dumps(e) + "\n" for e in old) + '{"step": 6, "spl')
+    t = MultiTracker(JsonlTracker(str(path)))
+    with pytest.warns(MetricsWarning, match="line 7: torn last line"):
+        t.resume(3)  # the run restarts after step 3: steps 4.. are recomputed
+    t.log(3, "train", {"loss": -1.0})  # already recorded: not written again
+    t.log(4, "train", {"loss": 40.0})
+    t.close()
+    got = [json.loads(line) for line in path.read_text().splitlines()]
+    assert got == old[:3] + [{"step": 4, "split": "train", "loss": 40.0}]
