@@ -144,15 +144,12 @@ SHORT = {  # data overrides that shorten sequences / shrink generated sets, per 
 
 
 def tiny(cfg: Config, root, run_dir) -> Config:
-    m = cfg.model
-    model = dataclasses.replace(
-        m, d_model=8, n_layers=1, d_state=4, n_ssm=1 if m.n_ssm is not None else None,
-        blocks=1 if m.blocks is not None else None,
-    )  # fmt: skip
-    if cfg.data.name == "copying":
-        data = dataclasses.replace(cfg.data, seq_len=None)
-    else:
-        data = cfg.data
+    layer = cfg.model.layer
+    shrink = {k: v for k, v in dict(d_state=4, n_ssm=1, blocks=1).items() if hasattr(layer, k)}
+    model = dataclasses.replace(cfg.model, d_model=8, n_layers=1, layer=dataclasses.replace(layer, **shrink))
+    data = cfg.data
+    if cfg.data.name == "copying":  # seq_len follows from n_memorize and lag
+        data = dataclasses.replace(data, options=dataclasses.replace(data.options, seq_len=None))
     data = dataclasses.replace(data, root=str(root), batch_size=2, eval_batch_size=2, num_workers=0,
                                **SHORT.get(cfg.data.name, {}))  # fmt: skip
     optim = dataclasses.replace(cfg.optim, grad_accum=1)
