@@ -43,7 +43,7 @@ def _translate(preset, rest: list[str]):
     import dataclasses
 
     from ssm.config import DataConfig, ModelConfig
-    from ssm.layer_configs import layer_config_class
+    from ssm.layer_configs import LAYER_CONFIGS, layer_config_class
 
     args = list(rest)
     layer = preset.model.layer
@@ -61,11 +61,16 @@ def _translate(preset, rest: list[str]):
             a = f"model.layer:{name}"
         if a.startswith("model.layer:"):
             try:
-                layer = layer_config_class(a.split(":", 1)[1])()
+                cls = layer_config_class(a.split(":", 1)[1])
             except ValueError as e:
                 _fail(str(e))
+            i += 1
+            if cls is not type(layer):
+                layer = _switch_layer(preset.model.layer, cls)
+            continue  # the chosen layer becomes the default subcommand: its options need no selector
         out.append(a)
         i += 1
+    preset = dataclasses.replace(preset, model=dataclasses.replace(preset.model, layer=layer))
     model_fields, layer_fields = _option_names(ModelConfig), _option_names(layer)
     data = preset.data
     for i, a in enumerate(out):
@@ -78,12 +83,15 @@ def _translate(preset, rest: list[str]):
                 except ValueError as e:
                     _fail(str(e))
     data_fields, option_fields = _option_names(DataConfig), _option_names(data.options)
+    any_layer_fields = set().union(*(_option_names(c()) for c in LAYER_CONFIGS))
     for i, a in enumerate(out):
         k = _flag_name(a, "--model.")
         if k is not None and "." not in k and k not in model_fields:
             base = k[3:] if k.startswith("no_") and k[3:] in layer_fields else k
             if base in layer_fields:  # the flat syntax: a layer option
                 out[i] = "--model.layer." + a[len("--model."):]
+            elif k in any_layer_fields and i + 1 < len(out) and out[i + 1] == "None":
+                out[i] = out[i + 1] = ""  # the flat syntax's "unset another layer's option": nothing to unset
         k = _flag_name(out[i], "--model.layer.")
         if k is not None and k not in layer_fields and not (k.startswith("no_") and k[3:] in layer_fields):
             _fail(f"--model.layer.{k.replace('_', '-')}: the {layer.name!r} layer has no option {k!r} (its options: "
@@ -93,7 +101,23 @@ def _translate(preset, rest: list[str]):
             if not (k.startswith("no_") and k[3:] in option_fields):
                 _fail(f"--data.{k.replace('_', '-')}: the {data.name!r} dataset has no option {k!r} (its options: "
                       f"{', '.join(sorted(option_fields)) or 'none'})")
-    return dataclasses.replace(preset, data=data), out
+    return dataclasses.replace(preset, data=data), [a for a in out if a]
+
+
+def _switch_layer(old, cls):
+    """A ``cls`` layer config for a preset made with the layer config ``old``: the options the preset set
+    (those that differ from ``old``'s defaults) and the state size carry over where ``cls`` has them, as
+    the flat configs of earlier versions did (``--cfg fsdd.digits --model.layer s4`` stays bidirectional)."""
+    import dataclasses
+
+    defaults = type(old)()
+    names = {f.name for f in dataclasses.fields(cls)}
+    carried = {k: v for k, v in old.options().items()
+               if k in names and (k == "d_state" or v != getattr(defaults, k))}  # fmt: skip
+    try:
+        return cls(**carried)
+    except ValueError as e:
+        _fail(str(e))
 
 
 def parse(argv: list[str] | None = None):
