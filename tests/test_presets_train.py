@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 
 import numpy as np
 import pytest
@@ -177,19 +178,28 @@ def test_every_preset_is_listed_with_a_description():
 
 
 NAMES = sorted(k for k in PRESETS if not k.startswith("demo."))
-# Presets trained for real in the default (fast) run; every other preset trains with --runslow.
-# (Each real run costs ~10 s of XLA compilation on a 2-core CPU; the trace check below covers all.)
-FAST_TRAIN = {"fsdd.digits", "forecast.etth1"}
 # The copying tasks score the last M outputs against M target tokens (S4's l_output = M decoder);
 # the trainer's lm loss does not yet compare the last T outputs as its regression loss does.
+# Every preset trains two steps in the default run. Each run costs seconds of XLA compilation on a CPU, so the
+# runs go to a pool of worker processes (one per core, at most 2: CI's machine) started when this module's
+# first preset test needs it; the tests of the module and of the rest of the suite go on meanwhile.
+WORKERS = max(1, min(2, os.cpu_count() or 1))
+
+
+def _skip_reason(name) -> str | None:
+    cfg = PRESETS[name][1]
+    if cfg.model.layer not in available_layers():
+        return f"layer {cfg.model.layer.name!r} is not implemented in this checkout"
+    if cfg.data.name not in DATASETS:
+        return f"dataset {cfg.data.name!r} is not registered in this checkout"
+    return None
 
 
 def _prepare(name, tmp_path):
+    reason = _skip_reason(name)
+    if reason:
+        pytest.skip(reason)
     cfg = PRESETS[name][1]
-    if cfg.model.layer not in available_layers():
-        pytest.skip(f"layer {cfg.model.layer!r} is not implemented in this checkout")
-    if cfg.data.name not in DATASETS:
-        pytest.skip(f"dataset {cfg.data.name!r} is not registered in this checkout")
     root = tmp_path / "data"
     root.mkdir()
     write = WRITERS[cfg.data.name]
@@ -198,24 +208,8 @@ def _prepare(name, tmp_path):
     return tiny(cfg, root, tmp_path / "run")
 
 
-def _params(names, slow=lambda n: False):
-    out = []
-    for n in names:
-        out.append(pytest.param(n, marks=[pytest.mark.slow] if slow(n) else []))
-    return out
-
-
-@pytest.mark.parametrize("name", _params(NAMES))
-def test_preset_builds_and_traces_a_step(name, tmp_path):
-    """Fixture in the real format -> every split loads -> examples match the dataset info ->
-    the model, optimizer and a training step on a real batch trace (no compilation)."""
-    import equinox as eqx
-    import jax
-
-    from ssm.train import build
-
-    small = _prepare(name, tmp_path)
-    run = build(small)
+def _check_splits(run, small) -> None:
+    """Fixture in the real format -> every split loads -> examples match the dataset info."""
     info = run.info
     for split in ("train", "val", "test"):
         src = run.dataset.load(small.data, split)
@@ -229,18 +223,65 @@ def test_preset_builds_and_traces_a_step(name, tmp_path):
             assert x.dtype == np.float32 and x.shape[1:] == (info.d_input,) and np.isfinite(x).all()
         if info.task in ("classification", "retrieval"):
             assert 0 <= int(ex["targets"]) < info.d_output
-    items = [src[i % len(src)] for i in range(2)]
-    batch = {k: jax.ShapeDtypeStruct((2,) + np.shape(items[0][k]), np.asarray(items[0][k]).dtype) for k in items[0]}
-    _, metrics = eqx.filter_eval_shape(run.train_step, run.abstract, batch)
-    assert metrics["loss"].shape == ()
 
 
-@pytest.mark.parametrize("name", _params(NAMES, slow=lambda n: n not in FAST_TRAIN))
-def test_preset_trains_two_steps(name, tmp_path):
-    from ssm.train import train
+def _train_preset(name: str) -> dict:
+    """(In a worker process.) Write the preset's fixture, check its splits, train two steps; the final metrics."""
+    import pathlib
+    import shutil
+    import tempfile
 
-    small = _prepare(name, tmp_path)
-    res = train(small, verbose=False)
+    from ssm.train import build, train
+
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="preset-"))
+    try:
+        small = _prepare(name, tmp)
+        _check_splits(build(small), small)
+        res = train(small, verbose=False)
+        return {"step": res["step"], **{s: dict(res[s]) for s in ("val", "test")}}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _worker_init(paths: list[str]) -> None:
+    # As the suite's main process: single-threaded XLA CPU ops (tests/conftest.py, set before jax starts), float64
+    # enabled, and ssm's jaxtyping annotations checked by beartype (pyproject's --jaxtyping-packages).
+    import sys
+
+    sys.path[:0] = paths
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+    from jaxtyping import install_import_hook
+
+    install_import_hook(["ssm"], "beartype.beartype")
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """``{preset: Future}`` of the two-step runs of every preset, computed by the worker pool."""
+    import concurrent.futures
+    import multiprocessing
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    pool = concurrent.futures.ProcessPoolExecutor(
+        WORKERS, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+        initargs=([here, os.path.dirname(here)],),
+    )  # fmt: skip
+    futures = {n: pool.submit(_train_preset, n) for n in NAMES if _skip_reason(n) is None}
+    yield futures
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_preset_trains_two_steps(name, trained):
+    """The preset's fixture loads in every split with examples that match the dataset info, and the preset
+    (shrunk: 1 layer, H 8, N 4, short sequences) trains two steps to finite validation and test losses."""
+    reason = _skip_reason(name)
+    if reason:
+        pytest.skip(reason)
+    res = trained[name].result(timeout=900)
     assert res["step"] == 2
     for split in ("val", "test"):
         assert math.isfinite(res[split]["loss"]), (split, res[split])
