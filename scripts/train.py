@@ -43,6 +43,7 @@ def _translate(preset, rest: list[str]):
     import dataclasses
 
     from ssm.config import DataConfig, ModelConfig
+    from ssm.data import get_dataset
     from ssm.layer_configs import LAYER_CONFIGS, layer_config_class
 
     args = list(rest)
@@ -79,6 +80,7 @@ def _translate(preset, rest: list[str]):
             if name != data.name:  # another dataset: its own options, the preset's pipeline settings
                 common = {f.name: getattr(data, f.name) for f in dataclasses.fields(DataConfig) if f.name != "options"}
                 try:
+                    get_dataset(name)
                     data = DataConfig(**{**common, "name": name})
                 except ValueError as e:
                     _fail(str(e))

@@ -162,6 +162,8 @@ def test_cli_errors(capsys):
         (["--cfg", "mnist.smnist", "--data.seq-len", "8"], ["--data.seq-len", "'mnist' dataset"]),
         (["--cfg", "mnist.smnist", "--data.pred-len", "8"], ["--data.pred-len", "'mnist' dataset"]),
         (["--cfg", "cifar.scifar", "--data.resolution", "2"], ["--data.resolution", "'cifar10' dataset"]),
+        (["--cfg", "audio.sc09", "--data.resolution", "2"], ["--data.resolution", "'sc09' dataset"]),
+        (["--data.name", "nope"], ["unknown dataset 'nope'"]),
         (["--cfg", "demo.digits", "--model.layer.measure", "fout"], ["measure", "'s4d' layer"]),
         (["--cfg", "demo.digits", "model.layer:s5", "--model.layer.init", "lin", "--model.layer.kernel-type", "exp"],
          ["kernel", "'s5' layer"]),
