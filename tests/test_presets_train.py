@@ -180,9 +180,11 @@ def test_every_preset_is_listed_with_a_description():
 NAMES = sorted(k for k in PRESETS if not k.startswith("demo."))
 # The copying tasks score the last M outputs against M target tokens (S4's l_output = M decoder);
 # the trainer's lm loss does not yet compare the last T outputs as its regression loss does.
-# Every preset trains two steps in the default run. Each run costs seconds of XLA compilation on a CPU, so the
-# runs go to a pool of worker processes (one per core, at most 2: CI's machine) started when this module's
-# first preset test needs it; the tests of the module and of the rest of the suite go on meanwhile.
+# Every preset trains two steps in the default run. Each run costs seconds of XLA compilation (~8 s of CPU), so
+# the runs go to a pool of worker processes started when pytest collects this module: they use the core that the
+# single-process suite leaves idle while the tests before this module run, and the tests here wait for their
+# results. (An import from a running test, e.g. test_presets_build's use of WRITERS, starts nothing; runs not
+# waited for are cancelled at exit.)
 WORKERS = max(1, min(2, os.cpu_count() or 1))
 
 
@@ -243,35 +245,33 @@ def _train_preset(name: str) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _worker_init(paths: list[str]) -> None:
-    # As the suite's main process: single-threaded XLA CPU ops (tests/conftest.py, set before jax starts), float64
-    # enabled, and ssm's jaxtyping annotations checked by beartype (pyproject's --jaxtyping-packages).
-    import sys
+_POOL: dict = {}
 
-    sys.path[:0] = paths
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
-    from jaxtyping import install_import_hook
 
-    install_import_hook(["ssm"], "beartype.beartype")
-    import jax
+def _start_runs() -> dict:
+    """``{preset: AsyncResult}`` of the two-step runs of every preset (the pool is started once)."""
+    import atexit
+    import multiprocessing
 
-    jax.config.update("jax_enable_x64", True)
+    import _preset_worker
+
+    if not _POOL:
+        here = os.path.dirname(os.path.abspath(__file__))
+        # A multiprocessing pool (daemon workers): at exit, runs not waited for are dropped, not finished.
+        pool = multiprocessing.get_context("spawn").Pool(WORKERS, _preset_worker.init, ([here, os.path.dirname(here)],))
+        _POOL["pool"] = pool
+        _POOL["runs"] = {n: pool.apply_async(_preset_worker.train_preset, (n,)) for n in NAMES if _skip_reason(n) is None}
+        atexit.register(pool.terminate)
+    return _POOL["runs"]
+
+
+if "PYTEST_CURRENT_TEST" not in os.environ and __import__("multiprocessing").current_process().name == "MainProcess":
+    _start_runs()  # collection time: not imported by a running test, nor by a worker
 
 
 @pytest.fixture(scope="module")
 def trained():
-    """``{preset: Future}`` of the two-step runs of every preset, computed by the worker pool."""
-    import concurrent.futures
-    import multiprocessing
-
-    here = os.path.dirname(os.path.abspath(__file__))
-    pool = concurrent.futures.ProcessPoolExecutor(
-        WORKERS, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
-        initargs=([here, os.path.dirname(here)],),
-    )  # fmt: skip
-    futures = {n: pool.submit(_train_preset, n) for n in NAMES if _skip_reason(n) is None}
-    yield futures
-    pool.shutdown(wait=False, cancel_futures=True)
+    return _start_runs()
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -281,7 +281,7 @@ def test_preset_trains_two_steps(name, trained):
     reason = _skip_reason(name)
     if reason:
         pytest.skip(reason)
-    res = trained[name].result(timeout=900)
+    res = trained[name].get(timeout=900)
     assert res["step"] == 2
     for split in ("val", "test"):
         assert math.isfinite(res[split]["loss"]), (split, res[split])
