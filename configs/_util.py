@@ -13,6 +13,11 @@ from __future__ import annotations
 from ssm.config import Config, DataConfig, ModelConfig, OptimConfig, TrainConfig
 
 
+def given(**options) -> dict:
+    """The options that are set (not ``None``): a preset helper's ``dt_min=None`` means the layer's default."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
 def steps(epochs: float, n_train: int, batch: int) -> int:
     return max(1, int(epochs * (n_train // batch)))
 
@@ -30,7 +35,9 @@ def preset(
     evals_per_epoch: float = 1.0,
     train: dict | None = None,
 ) -> tuple[str, Config]:
-    """``(description, Config)`` with steps, eval and checkpoint intervals derived from epochs."""
+    """``(description, Config)`` with steps, eval and checkpoint intervals derived from epochs. ``model`` holds
+    the :class:`ModelConfig` fields, its ``layer`` a layer config (``S4Config(measure="legs")``); ``data``
+    the :class:`DataConfig` fields and the dataset's options."""
     batch = data["batch_size"]
     n_steps = steps(epochs, n_train, batch)
     per_epoch = max(1, n_train // batch)

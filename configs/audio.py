@@ -7,9 +7,10 @@ available in the model here: these presets stack causal S4 blocks at the top sta
 """
 
 from configs._util import preset
+from ssm.layer_configs import S4Config
 
-MODEL = dict(layer="s4", measure="legs", n_layers=8, d_model=64, d_state=64, prenorm=True, norm="layer",
-             dropout=0.0, output="glu", pool="none", bidirectional=False, n_ssm=1)  # fmt: skip
+MODEL = dict(layer=S4Config(measure="legs", d_state=64, bidirectional=False, n_ssm=1), n_layers=8, d_model=64,
+             prenorm=True, norm="layer", dropout=0.0, output="glu", pool="none")  # fmt: skip
 
 PRESETS = {
     # state-spaces/s4 configs/experiment/audio/sashimi-sc09.yaml: mu-law, 16000 samples, batch 32,

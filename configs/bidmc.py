@@ -6,6 +6,7 @@ seed 1112; MultiStep ×0.5 at epochs 100, 200, 300, 400, 500 (converted to optim
 """
 
 from configs._util import preset, steps
+from ssm.layer_configs import S4Config
 
 N_TRAIN = 5564  # 70% of the 7,949 BIDMC32 series (unverified count)
 
@@ -14,8 +15,8 @@ def _bidmc(target):
     return preset(
         f"S4 regression of {target} on BIDMC (L=4000), 6x128, N=256 (state-spaces/s4 bidmc/s4-bidmc.yaml)",
         f"bidmc-{target.lower()}",
-        model=dict(layer="s4", measure="legs", n_layers=6, d_model=128, d_state=256, prenorm=True, norm="layer",
-                   dropout=0.0, output="glu", pool="mean", bidirectional=True),  # fmt: skip
+        model=dict(layer=S4Config(measure="legs", d_state=256, bidirectional=True), n_layers=6, d_model=128,
+                   prenorm=True, norm="layer", dropout=0.0, output="glu", pool="mean"),  # fmt: skip
         data=dict(name="bidmc", target=target, batch_size=32),
         optim=dict(lr=0.01, ssm_lr=1e-3, weight_decay=0.05, schedule="multistep", gamma=0.5,
                    milestones=tuple(steps(e, N_TRAIN, 32) for e in (100, 200, 300, 400, 500))),

@@ -10,6 +10,7 @@ horizons: ``--data.pred-len``.
 """
 
 from configs._util import preset
+from ssm.layer_configs import S4Config
 
 N_WINDOWS = {  # training windows with seq_len 384, pred_len 96: rows_train - 480 + 1
     "etth1": 8640 - 479, "etth2": 8640 - 479, "ettm1": 34560 - 479, "weather": int(35064 * 0.7) - 479,
@@ -23,8 +24,8 @@ def _forecast(name):
     return preset(
         f"S4 forecasting on {name} (univariate, lookback 384, horizon 96) (state-spaces/s4 forecasting/s4-informer-{SOURCE[name]}.yaml)",
         f"forecast-{name}",
-        model=dict(layer="s4", measure="legs", n_layers=2, d_model=128, d_state=64, prenorm=True, norm="layer",
-                   dropout=0.25, output="glu", pool="none", bidirectional=False),  # fmt: skip
+        model=dict(layer=S4Config(measure="legs", d_state=64, bidirectional=False), n_layers=2, d_model=128,
+                   prenorm=True, norm="layer", dropout=0.25, output="glu", pool="none"),  # fmt: skip
         data=dict(name=name, seq_len=384, pred_len=96, features="S", batch_size=50),
         optim=dict(lr=0.01, ssm_lr=1e-3, weight_decay=0.0, schedule="plateau", gamma=0.2, patience=100),
         n_train=N_WINDOWS[name], epochs=10, seed=0, evals_per_epoch=5,  # validation every 0.2 epoch

@@ -6,6 +6,7 @@ these presets stack S4+GLU blocks with a plain tied softmax instead.
 """
 
 from configs._util import preset
+from ssm.layer_configs import S4Config
 
 PRESETS = {
     # state-spaces/s4 configs/experiment/lm/s4-wt103.yaml: d_model 1024, dropout 0.25, prenorm, causal S4,
@@ -14,8 +15,9 @@ PRESETS = {
     "wt103": preset(
         "Causal S4 LM on WikiText-103 (l_max 8192), 32x1024 S4 blocks (state-spaces/s4 lm/s4-wt103.yaml; no FFN/adaptive softmax)",
         "lm-wt103",
-        model=dict(layer="s4", measure="legs", n_layers=32, d_model=1024, d_state=64, prenorm=True, norm="layer",
-                   dropout=0.25, output="glu", pool="none", bidirectional=False, n_ssm=1, tie_embeddings=True),
+        model=dict(layer=S4Config(measure="legs", d_state=64, bidirectional=False, n_ssm=1), n_layers=32,
+                   d_model=1024, prenorm=True, norm="layer", dropout=0.25, output="glu", pool="none",
+                   tie_embeddings=True),
         data=dict(name="wt103", seq_len=8192, batch_size=8),
         optim=dict(lr=5e-4, ssm_lr=5e-4, weight_decay=0.1, schedule="cosine", warmup_steps=1000, decay_steps=800000),
         n_train=103_227_021 // 8192, epochs=800000 / (103_227_021 // 8192 // 8), seed=0,
@@ -26,8 +28,8 @@ PRESETS = {
     "wt2": preset(
         "Causal S4 LM on WikiText-2 (l_max 1024), 12x512, a smoke/regression test, not a reproduction (experiments.md §5)",
         "lm-wt2",
-        model=dict(layer="s4", measure="legs", n_layers=12, d_model=512, d_state=64, prenorm=True, norm="layer",
-                   dropout=0.3, output="glu", pool="none", bidirectional=False, tie_embeddings=True),
+        model=dict(layer=S4Config(measure="legs", d_state=64, bidirectional=False), n_layers=12, d_model=512,
+                   prenorm=True, norm="layer", dropout=0.3, output="glu", pool="none", tie_embeddings=True),
         data=dict(name="wt2", seq_len=1024, batch_size=8),
         optim=dict(lr=1e-3, ssm_lr=1e-3, weight_decay=0.1, schedule="cosine", warmup_steps=1000),
         n_train=2_088_628 // 1024, epochs=50, seed=0,

@@ -11,7 +11,8 @@ activations and optimizer groupings (GLU output, standard grouping); DSS Path-X'
 patience (cosine decay over the run).
 """
 
-from configs._util import preset
+from configs._util import given, preset
+from ssm.layer_configs import DSSConfig, S4Config, S4DConfig, S5Config
 
 N_TRAIN = {"listops": 96000, "imdb": 25000, "aan": 147086, "cifar": 45000, "pathfinder": 160000, "pathx": 160000}
 DATA = {  # dataset name and options per task
@@ -22,7 +23,7 @@ DATA = {  # dataset name and options per task
     "pathfinder": dict(name="pathfinder", resolution=32),
     "pathx": dict(name="pathfinder", resolution=128),
 }
-S4_LRA = dict(layer="s4", measure="legs", norm="batch", bidirectional=True, output="glu", pool="mean")
+S4_LRA = dict(norm="batch", output="glu", pool="mean")
 
 
 def _s4(task, *, n_layers, d_model, d_state, prenorm, dropout, n_ssm, batch, lr, warmup, total, epochs, seed, dt_min=None,
@@ -31,8 +32,9 @@ def _s4(task, *, n_layers, d_model, d_state, prenorm, dropout, n_ssm, batch, lr,
     return preset(
         f"S4 (V4 config) on LRA {task}: {n_layers}x{d_model}, N={d_state}, {epochs} epochs (state-spaces/s4 lra/s4-{task}.yaml)",
         f"lra-{task}",
-        model=dict(S4_LRA, n_layers=n_layers, d_model=d_model, d_state=d_state, prenorm=prenorm, dropout=dropout,
-                   n_ssm=n_ssm, dt_min=dt_min),  # fmt: skip
+        model=dict(S4_LRA, layer=S4Config(measure="legs", bidirectional=True, d_state=d_state, n_ssm=n_ssm,
+                                          **given(dt_min=dt_min)),
+                   n_layers=n_layers, d_model=d_model, prenorm=prenorm, dropout=dropout),
         data=dict(DATA[task], batch_size=batch),
         optim=dict(lr=lr, ssm_lr=1e-3, dt_lr=dt_lr, weight_decay=0.05, schedule="cosine", warmup_steps=warmup,
                    decay_steps=total),
@@ -75,8 +77,9 @@ def _dss(task, *, n_layers, d_model, prenorm, dropout, pool, batch, lr, wd, epoc
     return preset(
         f"DSS-softmax on LRA {task}{note} (ag1988/dss s4-lra-{task}.yaml + README overrides)",
         f"lra-dss-{task}",
-        model=dict(layer="dss", d_state=64, norm="batch", bidirectional=False, output="glu", n_layers=n_layers,
-                   d_model=d_model, prenorm=prenorm, dropout=dropout, pool=pool, dt_min=dt_min, dt_max=dt_max),
+        model=dict(layer=DSSConfig(d_state=64, bidirectional=False, **given(dt_min=dt_min, dt_max=dt_max)),
+                   norm="batch", output="glu", n_layers=n_layers, d_model=d_model, prenorm=prenorm, dropout=dropout,
+                   pool=pool),
         data=data,
         optim=dict(lr=lr, ssm_lr=ssm_lr, dt_lr=dt_lr, weight_decay=wd,
                    **(dict(schedule="plateau", gamma=0.2, patience=patience) if patience else dict(schedule="cosine"))),
@@ -116,10 +119,10 @@ def _s5(task, *, n_layers, d_model, P, J, c_init, batch, ssm_lr, lr, wd, dropout
     return preset(
         f"S5 on LRA {task}: {n_layers}x{d_model}, P={P}, J={J} (lindermanlab/S5 run_lra_{task}.sh)",
         f"lra-s5-{task}",
-        model=dict(layer="s5", n_layers=n_layers, d_model=d_model, d_state=P, blocks=J, c_init=c_init,
-                   conj_sym=True, clip_eigs=clip_eigs, disc="zoh", bidirectional=True, prenorm=True,
-                   norm="batch", bn_momentum=bn_momentum, dropout=dropout, output="glu", pool="mean",
-                   dt_min=dt_min),  # fmt: skip
+        model=dict(layer=S5Config(d_state=P, blocks=J, c_init=c_init, conj_sym=True, disc="zoh", bidirectional=True,
+                                    **given(clip_eigs=clip_eigs, dt_min=dt_min)),
+                   n_layers=n_layers, d_model=d_model, prenorm=True,
+                   norm="batch", bn_momentum=bn_momentum, dropout=dropout, output="glu", pool="mean"),  # fmt: skip
         data=dict(DATA[task], batch_size=batch),
         optim=dict(lr=lr, ssm_lr=ssm_lr, weight_decay=wd, schedule="cosine",
                    warmup_steps=steps(warmup_epochs, N_TRAIN[task], batch) if warmup_epochs else 0),  # fmt: skip
@@ -154,9 +157,10 @@ def _ptd(task, *, n_layers, d_model, prenorm, norm, dropout, ssm_lr, batch, lr, 
     return preset(
         f"S4-PTD on LRA {task}: {n_layers}x{d_model} (Approximate_Diagonal s4-PTD-{task}.yaml)",
         f"lra-s4ptd-{task}",
-        model=dict(layer="s4d", init="legs-ptd", d_state=64, bidirectional=True, output="glu", pool="mean",
-                   n_layers=n_layers, d_model=d_model, prenorm=prenorm, norm=norm, dropout=dropout, dt_min=dt_min,
-                   dt_max=dt_max),  # fmt: skip
+        model=dict(layer=S4DConfig(init="legs-ptd", d_state=64, bidirectional=True,
+                                   **given(dt_min=dt_min, dt_max=dt_max)),
+                   output="glu", pool="mean", n_layers=n_layers, d_model=d_model, prenorm=prenorm, norm=norm,
+                   dropout=dropout),  # fmt: skip
         data=dict(DATA[task], batch_size=batch),
         optim=dict(lr=lr, ssm_lr=ssm_lr, weight_decay=wd, schedule="cosine", warmup_steps=warmup, decay_steps=total),
         n_train=N_TRAIN[task], epochs=epochs, seed=seed,

@@ -7,6 +7,7 @@ patience 20 epochs (configs/scheduler/plateau.yaml). README sanity check: pMNIST
 """
 
 from configs._util import preset
+from ssm.layer_configs import S4Config
 
 N_TRAIN = 54000
 
@@ -16,8 +17,8 @@ def _mnist(permute: bool, name: str, desc: str):
     return preset(
         desc,
         f"mnist-{name}",
-        model=dict(layer="s4", measure="legs", n_layers=4, d_model=256, d_state=64, prenorm=True, norm="layer",
-                   dropout=0.0, output="glu", pool="mean", bidirectional=False),  # fmt: skip
+        model=dict(layer=S4Config(measure="legs", d_state=64, bidirectional=False), n_layers=4, d_model=256,
+                   prenorm=True, norm="layer", dropout=0.0, output="glu", pool="mean"),  # fmt: skip
         data=dict(name="mnist", permute=permute, batch_size=50),
         optim=dict(lr=1e-3, ssm_lr=1e-3, weight_decay=0.0, schedule="plateau", gamma=0.2, patience=20),
         n_train=N_TRAIN, epochs=200, seed=0,
@@ -40,8 +41,8 @@ PRESETS["generate"] = preset(
     "S4 pixel-level MNIST density model, 256-way per pixel, 6x512 (srush/annotated-s4 large MNIST generation; "
     "reports test NLL and bits/dim; 0.36 / 0.52 published)",
     "mnist-generate",
-    model=dict(layer="s4", measure="legs", n_layers=6, d_model=512, d_state=64, prenorm=True, norm="layer",
-               dropout=0.0, output="glu", pool="none", bidirectional=False),
+    model=dict(layer=S4Config(measure="legs", d_state=64, bidirectional=False), n_layers=6, d_model=512,
+               prenorm=True, norm="layer", dropout=0.0, output="glu", pool="none"),
     data=dict(name="mnist_gen", batch_size=50),
     optim=dict(lr=5e-3, ssm_lr=5e-4, weight_decay=0.05, schedule="cosine", warmup_steps=_GEN_STEPS // 10),
     n_train=N_TRAIN, epochs=100, seed=0,

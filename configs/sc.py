@@ -5,6 +5,7 @@ Evaluation at 8 kHz (zero-shot, S4's ``resolution 2``): rerun eval with ``--data
 """
 
 from configs._util import preset
+from ssm.layer_configs import S4Config, S5Config
 
 N_SC35, N_SC10 = 84843, 24482  # (unverified) list-file train size; 70% of the 34,975 full-length SC10 clips
 
@@ -15,8 +16,8 @@ def _sc35(name, desc, *, mfcc):
     return preset(
         desc,
         f"sc-{name}",
-        model=dict(layer="s4", measure="legs", n_layers=6, d_model=128, d_state=64, prenorm=True, norm="batch",
-                   dropout=0.0, output="glu", pool="mean", bidirectional=True, n_ssm=2),  # fmt: skip
+        model=dict(layer=S4Config(measure="legs", d_state=64, bidirectional=True, n_ssm=2), n_layers=6, d_model=128,
+                   prenorm=True, norm="batch", dropout=0.0, output="glu", pool="mean"),  # fmt: skip
         data=dict(name="sc35", mfcc=mfcc or None, batch_size=16),
         optim=dict(lr=0.01, ssm_lr=1e-3, weight_decay=0.05, schedule="cosine", warmup_steps=1000, decay_steps=200000),
         n_train=N_SC35, epochs=40, seed=2222,
@@ -32,8 +33,8 @@ PRESETS = {
     "sc10": preset(
         "S4 on Speech Commands 10 classes, raw 16 kHz, 98.3% in the S4 paper (state-spaces/s4 v1 s4-sc.yaml)",
         "sc-sc10",
-        model=dict(layer="s4", measure="legs", n_layers=6, d_model=128, d_state=64, prenorm=True, norm="batch",
-                   dropout=0.1, output="glu", pool="mean", bidirectional=False),  # fmt: skip
+        model=dict(layer=S4Config(measure="legs", d_state=64, bidirectional=False), n_layers=6, d_model=128,
+                   prenorm=True, norm="batch", dropout=0.1, output="glu", pool="mean"),  # fmt: skip
         data=dict(name="sc10", batch_size=20),
         optim=dict(lr=0.01, ssm_lr=1e-3, weight_decay=0.0, schedule="plateau", gamma=0.2, patience=20),
         n_train=N_SC10, epochs=200, seed=1112,
@@ -43,9 +44,9 @@ PRESETS = {
     "s5_sc35": preset(
         "S5 on Speech Commands 35 classes, raw 16 kHz, 96.5% in the S5 paper (lindermanlab/S5 run_speech35.sh)",
         "sc-s5-sc35",
-        model=dict(layer="s5", n_layers=6, d_model=96, d_state=128, blocks=16, c_init="lecun_normal", conj_sym=True,
-                   disc="zoh", bidirectional=True, prenorm=True, norm="batch", bn_momentum=0.95, dropout=0.1,
-                   output="glu", pool="mean"),  # fmt: skip
+        model=dict(layer=S5Config(d_state=128, blocks=16, c_init="lecun_normal", conj_sym=True, disc="zoh",
+                   bidirectional=True), n_layers=6, d_model=96, prenorm=True, norm="batch", bn_momentum=0.95,
+                   dropout=0.1, output="glu", pool="mean"),  # fmt: skip
         data=dict(name="sc35", batch_size=16),
         optim=dict(lr=8e-3, ssm_lr=2e-3, weight_decay=0.04, schedule="cosine", warmup_steps=N_SC35 // 16),
         n_train=N_SC35, epochs=40, seed=4062966,

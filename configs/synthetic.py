@@ -1,6 +1,7 @@
 """Synthetic memory tasks, generated in memory (no files needed)."""
 
 from configs._util import preset
+from ssm.layer_configs import S4Config, S4DConfig
 
 PRESETS = {
     # state-spaces/s4 configs/experiment/synthetic/s4-copying.yaml: copy 1024 tokens (64 symbols, no blanks);
@@ -10,8 +11,8 @@ PRESETS = {
     "copying": preset(
         "S4 (FouT) copying 1024 tokens over 2048 steps (state-spaces/s4 synthetic/s4-copying.yaml)",
         "synthetic-copying",
-        model=dict(layer="s4", measure="fout", rank=2, n_layers=4, d_model=64, d_state=256, prenorm=True,
-                   norm="layer", output="glu", pool="none", dt_min=4 / 1024, dt_max=4 / 1024),  # fmt: skip
+        model=dict(layer=S4Config(measure="fout", rank=2, d_state=256, dt_min=4 / 1024, dt_max=4 / 1024),
+                   n_layers=4, d_model=64, prenorm=True, norm="layer", output="glu", pool="none"),  # fmt: skip
         data=dict(name="copying", n_memorize=1024, lag=0, n_tokens=64, n_train=10000, n_eval=1000, batch_size=8),
         optim=dict(lr=1e-3, ssm_lr=1e-4, weight_decay=0.0, schedule="constant"),
         n_train=10000, epochs=1000, seed=1112, train=dict(eval_every=5000, save_every=5000),
@@ -22,8 +23,8 @@ PRESETS = {
     "delay": preset(
         "Linear S4 delaying band-limited noise by 1000 of 4000 steps (state-spaces/s4 synthetic/s4-delay.yaml)",
         "synthetic-delay",
-        model=dict(layer="s4", measure="legs", n_layers=1, d_model=4, d_state=1024, norm="none", residual=False,
-                   activation="identity", output="none", pool="none", dt_min=0.002, dt_max=0.002),  # fmt: skip
+        model=dict(layer=S4Config(measure="legs", d_state=1024, dt_min=0.002, dt_max=0.002), n_layers=1, d_model=4,
+                   norm="none", residual=False, activation="identity", output="none", pool="none"),  # fmt: skip
         data=dict(name="delay", seq_len=4000, lag=1000, n_train=16384, n_eval=1024, batch_size=64),
         optim=dict(lr=1e-3, ssm_lr=1e-3, weight_decay=0.0, schedule="constant"),
         n_train=16384, epochs=20, seed=0,
@@ -33,7 +34,7 @@ PRESETS = {
     "adding": preset(
         "S4 on the adding problem, L=1000 (state-spaces/s4 dataset/adding.yaml; suggested model)",
         "synthetic-adding",
-        model=dict(layer="s4", measure="legs", n_layers=4, d_model=128, d_state=64, prenorm=True, norm="layer",
+        model=dict(layer=S4Config(measure="legs", d_state=64), n_layers=4, d_model=128, prenorm=True, norm="layer",
                    output="glu", pool="mean"),  # fmt: skip
         data=dict(name="adding", seq_len=1000, n_train=45000, n_eval=5000, batch_size=50),
         optim=dict(lr=1e-3, ssm_lr=1e-3, weight_decay=0.0, schedule="constant"),
@@ -44,7 +45,7 @@ PRESETS = {
     "selective_copying": preset(
         "S4D on selective copying (16 tokens scattered in 4096 steps): negative control for LTI SSMs (Mamba paper task)",
         "synthetic-selective-copying",
-        model=dict(layer="s4d", n_layers=2, d_model=64, d_state=64, prenorm=True, norm="layer", output="glu",
+        model=dict(layer=S4DConfig(d_state=64), n_layers=2, d_model=64, prenorm=True, norm="layer", output="glu",
                    pool="none"),  # fmt: skip
         data=dict(name="selective_copying", seq_len=4096, n_memorize=16, n_tokens=16, n_train=10000, n_eval=1000,
                   batch_size=64),  # fmt: skip

@@ -5,8 +5,16 @@ sections. Presets live in ``configs/<group>.py``; the command line overrides sin
 (``--model.d-model 512``). Every section validates itself on construction and names the offending
 field in its error, e.g. ``model.d_model must be a positive integer (got 0): pass --model.d-model N``.
 
-Layer-specific options (``init``, ``disc``, ``dt_min``...) are flat optional fields of
-:class:`ModelConfig`: ``None`` means "the layer's own default" and is not passed to the layer.
+Typed sections: the SSM layer's options are one dataclass per layer (:mod:`ssm.layer_configs`),
+held as ``model.layer`` and chosen on the command line as a subcommand (``model.layer:s4d
+--model.layer.init lin``); a dataset's options are its own dataclass (``Options`` in
+``ssm/data/<name>.py``), held as ``data.options`` and set as ``--data.<option>``. Both sections read
+through to their options (``cfg.model.d_state``, ``cfg.data.seq_len``).
+
+The flat format of earlier versions (``ModelConfig(layer="s4d", init="lin", d_state=8)``,
+``DataConfig(name="mnist", permute=True)``, and the ``config.json`` of run directories written
+before 2026-12-06) is still accepted: layer and dataset options given as keywords are moved into the
+typed options, where an option the layer or dataset does not have is refused by name.
 """
 
 from __future__ import annotations
@@ -14,10 +22,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-LayerName = Literal["s4", "s4d", "dss", "s5", "hope"]
+import tyro
+
+from ssm.data.options import DatasetOptions, UntypedOptions, options_class
+from ssm.layer_configs import LAYER_CONFIGS, LayerConfig, S4DConfig, layer_config_class
+
+# config.json schema: 1 = flat model/data fields (no "schema" key), 2 = typed layer and dataset options.
+SCHEMA = 2
+# The state size of the flat schema, shared by every layer (the typed configs use each layer's own default).
+_FLAT_D_STATE = 64
+
+# The SSM layer, one subcommand per layer config (``model.layer:s4``, ``model.layer:s4d``, ...).
+LayerOptions = Union[tuple(Annotated[c, tyro.conf.subcommand(c.name, description=c.__doc__)] for c in LAYER_CONFIGS)]
 
 
 def _default_root() -> str:
@@ -55,14 +75,36 @@ def _choice(path: str, value: Any, choices: tuple[Any, ...]) -> None:
     _check(value in choices, path, f"must be one of {choices}", value)
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """The backbone (:class:`ssm.model.SequenceModel`) and its SSM layer."""
+def _set_fields(obj: Any, kw: dict[str, Any]) -> None:
+    """Assign every dataclass field of the frozen ``obj`` from ``kw`` (popped) or its default."""
+    for f in dataclasses.fields(obj):
+        if f.name in kw:
+            v = kw.pop(f.name)
+        elif f.default is not dataclasses.MISSING:
+            v = f.default
+        else:
+            v = f.default_factory()  # type: ignore[misc]
+        object.__setattr__(obj, f.name, v)
 
-    layer: LayerName = "s4d"  # SSM layer family
+
+def _split_extra(cls: type, kw: dict[str, Any]) -> dict[str, Any]:
+    """Pop from ``kw`` the keywords that are not fields of ``cls`` (flat-format options)."""
+    own = {f.name for f in dataclasses.fields(cls)}
+    return {k: kw.pop(k) for k in list(kw) if k not in own}
+
+
+@dataclass(frozen=True, init=False)
+class ModelConfig:
+    """The residual backbone (ssm.model.SequenceModel) and its SSM layer."""
+
+    # ModelConfig(layer=S4Config(measure="fout"), d_model=128); the flat form ModelConfig(layer="s4",
+    # measure="fout", d_model=128) builds the same config (None options meaning "the layer's default", and
+    # d_state 64 for every layer, as in the flat schema). A second backbone (the SaShiMi U-Net) gets its own
+    # config class beside this one; Config.model then becomes the union of the two, chosen like the layer.
+
+    layer: LayerOptions = S4DConfig()  # the SSM layer and its options (model.layer:NAME)
     d_model: int = 64  # H: channels of the residual stream
     n_layers: int = 4  # number of residual blocks
-    d_state: int = 64  # N: state size per layer (S5: latent size P)
     prenorm: bool = True  # normalise before (True) or after (False) the residual branch
     norm: Literal["layer", "batch", "none"] = "layer"  # BatchNorm keeps running stats in eqx.nn.State
     bn_momentum: float = 0.9  # running-statistics momentum of BatchNorm (PyTorch momentum 0.1)
@@ -81,33 +123,45 @@ class ModelConfig:
     # "mixed": bfloat16 residual stream, encoder/decoder/block matmuls; norms, SSM kernels and FFT convolutions
     # in float32 (parameters stay float32). "auto": mixed on GPU/TPU, float32 on CPU.
     precision: Literal["float32", "mixed", "auto"] = "float32"
-    # Layer options: None = the layer's default; passed to the layer constructor only when set.
-    bidirectional: bool | None = None
-    init: str | None = None  # S4D: "legs" | "diag-lin" | "diag-inv" ...; S5: "hippo"; HOPE: "randn" ...
-    disc: str | None = None  # "zoh" | "bilinear"
-    dt_min: float | None = None
-    dt_max: float | None = None
-    measure: str | None = None  # S4: HiPPO measure ("legs", "fout", ...)
-    rank: int | None = None  # S4: low-rank correction rank
-    n_ssm: int | None = None  # S4: independent (A, B) copies (None: layer default)
-    l_max: int | None = None  # S4: kernel length (None: the dataset's sequence length)
-    b_clip: float | None = None  # S4
-    block: int | None = None  # S4
-    kernel_type: str | None = None  # DSS: "softmax" | "exp"
-    sep_dt_re_im: bool | None = None  # DSS
-    blocks: int | None = None  # S5: number of diagonal HiPPO blocks J
-    conj_sym: bool | None = None  # S5: store half of the conjugate eigenvalue pairs
-    clip_eigs: bool | None = None  # S5
-    c_init: str | None = None  # S5 C_init: "trunc_standard_normal" | "lecun_normal" | "complex_normal"
-    init_scale: float | None = None  # HOPE
-    decay_exp: float | None = None  # HOPE
-    train_dt: bool | None = None  # HOPE
+
+    def __init__(self, **kw: Any) -> None:
+        extra = _split_extra(ModelConfig, kw)
+        layer = kw.get("layer", S4DConfig())
+        if isinstance(layer, str):
+            layer = layer_config_class(layer)()
+            if extra.get("d_state") is None:
+                extra["d_state"] = _FLAT_D_STATE
+        if isinstance(layer, LayerConfig):
+            given = {k: v for k, v in extra.items() if v is not None}
+            names = [f.name for f in dataclasses.fields(layer)]
+            unknown = sorted(set(given) - set(names))
+            if unknown:
+                raise ValueError(
+                    f"model: unknown field(s) {unknown} for ModelConfig: neither a model field nor an option of the "
+                    f"{layer.name!r} layer ({type(layer).__name__}: {', '.join(names)}); unset them or choose "
+                    "another layer (model.layer:NAME)"
+                )
+            layer = dataclasses.replace(layer, **given) if given else layer
+        kw["layer"] = layer
+        _set_fields(self, kw)
+        self.__post_init__()
+
+    def __getattr__(self, name: str) -> Any:
+        # Read-through to the layer's options (cfg.model.d_state, cfg.model.bidirectional).
+        if name.startswith("__") or name == "layer":
+            raise AttributeError(name)
+        layer = self.__dict__.get("layer")
+        try:
+            return getattr(layer, name)
+        except AttributeError:
+            raise AttributeError(f"ModelConfig has no field {name!r} and the {layer} layer no such option") from None
 
     def __post_init__(self) -> None:
-        _choice("model.layer", self.layer, ("s4", "s4d", "dss", "s5", "hope"))
+        _check(isinstance(self.layer, LayerConfig), "model.layer",
+               f"must be a layer config ({', '.join(c.__name__ for c in LAYER_CONFIGS)}) or a layer name",
+               self.layer)  # fmt: skip
         _positive("model.d_model", self.d_model)
         _positive("model.n_layers", self.n_layers)
-        _positive("model.d_state", self.d_state)
         _choice("model.norm", self.norm, ("layer", "batch", "none"))
         _choice("model.activation", self.activation, ("gelu", "relu", "identity"))
         _choice("model.output", self.output, ("glu", "linear", "none"))
@@ -115,41 +169,23 @@ class ModelConfig:
         _choice("model.precision", self.precision, ("float32", "mixed", "auto"))
         _check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)", self.dropout)
         _check(0.0 <= self.bn_momentum < 1.0, "model.bn_momentum", "must be in [0, 1)", self.bn_momentum)
-        if self.dt_min is not None and self.dt_max is not None:
-            _check(
-                0 < self.dt_min <= self.dt_max,
-                "model.dt_min",
-                f"must satisfy 0 < dt_min <= dt_max={self.dt_max}",
-                self.dt_min,
-            )
         if self.scan_layers and self.norm == "batch":
             raise ValueError(
                 "model.scan_layers=True is not supported with model.norm='batch' (BatchNorm state "
                 "is per layer): pass --model.no-scan-layers or --model.norm layer"
             )
 
-    _LAYER_FIELDS = (
-        "bidirectional", "init", "disc", "dt_min", "dt_max", "measure", "rank", "n_ssm", "l_max", "b_clip",
-        "block", "kernel_type", "sep_dt_re_im", "blocks", "conj_sym", "clip_eigs", "c_init", "init_scale",
-        "decay_exp", "train_dt",
-    )  # fmt: skip
-    _LAYER_NAMES = {"c_init": "C_init"}  # config field -> layer keyword, where they differ
-
-    def layer_kwargs(self) -> dict[str, Any]:
-        """The keyword options given to the layer constructor: only those set (not None)."""
-        return {
-            self._LAYER_NAMES.get(n, n): getattr(self, n)
-            for n in self._LAYER_FIELDS
-            if getattr(self, n) is not None
-        }
+    def layer_kwargs(self, seq_len: int | None = None) -> dict[str, Any]:
+        """The keyword options given to the layer constructor (with ``d_state``)."""
+        return self.layer.kwargs(seq_len)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class DataConfig:
-    """The dataset (a name registered in :data:`ssm.data.DATASETS`) and its input pipeline.
+    """The dataset, its options (--data.<option>, the dataset's own) and the input pipeline."""
 
-    Dataset options are flat optional fields; ``None`` means the dataset's default.
-    """
+    # DataConfig(name="mnist", options=mnist.Options(permute=True)); the flat form DataConfig(name="mnist",
+    # permute=True) builds the same config. An option the dataset does not have is refused with its name.
 
     name: str = "digits"  # registered dataset name
     root: str = field(default_factory=_default_root)  # data directory ($DATA_PATH, else ./data)
@@ -160,26 +196,43 @@ class DataConfig:
     # Group training batches by true length and cut each to its longest example rounded up to a multiple
     # of this many steps (padded token tasks; one compiled step per distinct length). None: full padding.
     length_bucket: int | None = None
-    # Dataset options (None = the dataset's default):
-    seq_len: int | None = None  # sequence length / l_max
-    permute: bool | None = None  # permuted pixel order (pMNIST)
-    val_fraction: float | None = None  # held-out fraction of train used for validation
-    grayscale: bool | None = None
-    normalize: bool | None = None
-    resolution: int | None = None  # subsampling factor (Speech Commands)
-    noise_pad: int | None = None
-    split_seed: int | None = None  # seed of the train/val hold-out (reference: 42)
-    perm_seed: int | None = None  # pMNIST: random permutation seed (None: bit-reversal, as S4)
-    pred_len: int | None = None  # forecasting horizon (Informer data)
-    features: str | None = None  # forecasting channels: "S" (target only), "M" (all->all), "MS" (all->target)
-    target: str | None = None  # regression target: BIDMC "HR"/"RR"/"SpO2", forecasting column name
-    mfcc: bool | None = None  # Speech Commands: 20 MFCCs x 161 frames instead of the waveform
-    n_train: int | None = None  # synthetic tasks: training examples
-    n_eval: int | None = None  # synthetic tasks: examples per val/test split
-    n_memorize: int | None = None  # copying tasks: tokens to memorize
-    n_tokens: int | None = None  # copying tasks: alphabet size (incl. blank and marker)
-    lag: int | None = None  # copying: blanks between tokens and markers; delay: the delay in steps
-    contour: int | None = None  # Pathfinder/Path-X contour length: 6, 9 or 14 (LRA "hard", the default)
+    # The dataset's own options (--data.<option>; the class is the dataset's ``Options``).
+    options: Annotated[DatasetOptions, tyro.conf.arg(name="")] = DatasetOptions()
+
+    def __init__(self, **kw: Any) -> None:
+        extra = _split_extra(DataConfig, kw)
+        name = kw.get("name", "digits")
+        cls = options_class(name)
+        options = kw.get("options")
+        if options is None or type(options) is DatasetOptions:
+            options = cls()
+        elif not isinstance(options, cls):
+            raise ValueError(f"data.options: dataset {name!r} takes {cls.__name__} options, got "
+                             f"{type(options).__name__} (another dataset's?)")  # fmt: skip
+        given = {k: v for k, v in extra.items() if v is not None}
+        if given and isinstance(options, UntypedOptions):
+            options = UntypedOptions(items=tuple(sorted({**dict(options.items), **given}.items())))
+        elif given:
+            names = [f.name for f in dataclasses.fields(options)]
+            for k in sorted(given):
+                if k not in names:
+                    raise ValueError(f"data.{k}: the {name!r} dataset has no option {k!r} (its options: "
+                                     f"{', '.join(names) or 'none'}): remove {_flag('data.' + k)}")  # fmt: skip
+            options = dataclasses.replace(options, **given)
+        kw["options"] = options
+        _set_fields(self, kw)
+        self.__post_init__()
+
+    def __getattr__(self, name: str) -> Any:
+        # Read-through to the dataset's options (cfg.seq_len in the loaders).
+        if name.startswith("__") or name == "options":
+            raise AttributeError(name)
+        options = self.__dict__.get("options")
+        try:
+            return getattr(options, name)
+        except AttributeError:
+            raise AttributeError(f"DataConfig has no field {name!r} and dataset {self.__dict__.get('name')!r} "
+                                 "no such option") from None  # fmt: skip
 
     def __post_init__(self) -> None:
         _check(bool(self.name), "data.name", "must name a registered dataset", self.name)
@@ -187,13 +240,8 @@ class DataConfig:
         _positive("data.eval_batch_size", self.eval_batch_size)
         _check(isinstance(self.num_workers, int) and self.num_workers >= 0, "data.num_workers",
                "must be a non-negative integer", self.num_workers)  # fmt: skip
-        if self.seq_len is not None:
-            _positive("data.seq_len", self.seq_len)
         if self.length_bucket is not None:
             _positive("data.length_bucket", self.length_bucket)
-        if self.val_fraction is not None:
-            _check(0.0 <= self.val_fraction < 1.0, "data.val_fraction", "must be in [0, 1)",
-                   self.val_fraction)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -308,10 +356,10 @@ class TrainConfig:
 class Config:
     """A whole run."""
 
-    model: ModelConfig = ModelConfig()
-    data: DataConfig = DataConfig()
-    optim: OptimConfig = OptimConfig()
-    train: TrainConfig = TrainConfig()
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
         if self.data.batch_size % self.optim.grad_accum:
@@ -324,23 +372,35 @@ class Config:
                 "optim.schedule 'plateau' is stepped by validations: set --train.eval-every N (> 0) with 'val' in "
                 "--train.eval-splits, or choose another --optim.schedule"
             )
-        if self.data.length_bucket is not None and self.model.bidirectional and not self.model.mask_padding:
+        layer = self.model.layer
+        if self.data.length_bucket is not None and getattr(layer, "bidirectional", False) and not self.model.mask_padding:
             raise ValueError(
                 "data.length_bucket with a bidirectional layer needs model.mask_padding (otherwise the backward "
                 "direction reads the padding, and cutting it changes the model): pass --model.mask-padding, or "
                 "--data.length-bucket None"
             )
-        if self.data.length_bucket is not None and self.model.layer == "dss" and self.model.kernel_type != "exp":
+        if self.data.length_bucket is not None and getattr(layer, "kernel_type", "exp") != "exp":
             raise ValueError(
                 "data.length_bucket changes what DSS-softmax computes (its kernel is normalized over the whole "
-                "window, so it depends on the batch's length): pass --model.kernel-type exp or --data.length-bucket None"
+                "window, so it depends on the batch's length): pass --model.layer.kernel-type exp or "
+                "--data.length-bucket None"
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["model"]["layer"] = {"name": self.model.layer.name, **self.model.layer.options()}
+        d["data"]["options"] = self.data.options.to_dict()
+        d["schema"] = SCHEMA
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _tuples(d: dict[str, Any]) -> dict[str, Any]:
+    """JSON lists back to the tuples of the dataclasses."""
+    return {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+            for k, v in d.items()}  # fmt: skip
 
 
 def _build(cls: type, d: dict[str, Any]) -> Any:
@@ -348,26 +408,72 @@ def _build(cls: type, d: dict[str, Any]) -> Any:
     unknown = set(d) - names
     if unknown:
         raise ValueError(f"unknown field(s) {sorted(unknown)} for {cls.__name__}")
-    kw = {}
-    for k, v in d.items():
-        if isinstance(v, list):
-            v = tuple(tuple(x) if isinstance(x, list) else x for x in v)
-        kw[k] = v
-    return cls(**kw)
+    return cls(**_tuples(d))
 
 
-def config_from_dict(d: dict[str, Any]) -> Config:
-    """Inverse of :meth:`Config.to_dict` (e.g. for the ``config.json`` of a run directory)."""
+def _model_from_dict(d: dict[str, Any]) -> ModelConfig:
+    d = dict(d)
+    layer = dict(d.pop("layer", {"name": S4DConfig.name}))
+    unknown = set(d) - {f.name for f in dataclasses.fields(ModelConfig)}
+    if unknown:
+        raise ValueError(f"unknown field(s) {sorted(unknown)} for ModelConfig")
+    return ModelConfig(layer=_build(layer_config_class(layer.pop("name")), layer), **_tuples(d))
+
+
+def _data_from_dict(d: dict[str, Any]) -> DataConfig:
+    d = dict(d)
+    options = d.pop("options", {})
+    unknown = set(d) - {f.name for f in dataclasses.fields(DataConfig)}
+    if unknown:
+        raise ValueError(f"unknown field(s) {sorted(unknown)} for DataConfig")
+    cls = options_class(d.get("name", "digits"))
+    if cls is UntypedOptions:
+        return DataConfig(**_tuples(d), **_tuples(options))
+    return DataConfig(**_tuples(d), options=_build(cls, options))
+
+
+def _flat_data(d: dict[str, Any], where: str) -> DataConfig:
+    """A schema-1 data section: options the dataset does not have had no effect then; they are dropped
+    with a warning (a non-``None`` one) instead of refused, so that old run directories still load."""
+    d = dict(d)
+    cls = options_class(d.get("name", "digits"))
+    if cls is not UntypedOptions:
+        keep = {f.name for f in dataclasses.fields(DataConfig)} | {f.name for f in dataclasses.fields(cls)}
+        for k in sorted(set(d) - keep):
+            v = d.pop(k)
+            if v is not None:
+                warnings.warn(f"{where}: data.{k}={v!r} is not an option of the {d.get('name')!r} dataset and had no "
+                              "effect; dropped", stacklevel=3)  # fmt: skip
+    return DataConfig(**_tuples(d))
+
+
+def config_from_dict(d: dict[str, Any], where: str = "config") -> Config:
+    """Inverse of :meth:`Config.to_dict` (e.g. for the ``config.json`` of a run directory). A dict of
+    the flat schema 1 (no ``"schema"`` key: run directories written before 2026-12-06) is migrated."""
+    schema = d.get("schema", 1)
+    if schema == 1:
+        model = ModelConfig(**_tuples(d.get("model", {})))
+        data = _flat_data(d.get("data", {}), where)
+    elif schema == SCHEMA:
+        model = _model_from_dict(d.get("model", {}))
+        data = _data_from_dict(d.get("data", {}))
+    else:
+        raise ValueError(f"{where}: config schema {schema!r} is newer than this version of ssm reads "
+                         f"(schema {SCHEMA}): update ssm")  # fmt: skip
+    unknown = set(d) - {"model", "data", "optim", "train", "schema"}
+    if unknown:
+        raise ValueError(f"{where}: unknown section(s) {sorted(unknown)}")
     return Config(
-        model=_build(ModelConfig, d.get("model", {})),
-        data=_build(DataConfig, d.get("data", {})),
+        model=model,
+        data=data,
         optim=_build(OptimConfig, d.get("optim", {})),
         train=_build(TrainConfig, d.get("train", {})),
     )
 
 
 def replace(cfg: Config, **sections: dict[str, Any]) -> Config:
-    """``replace(cfg, model=dict(d_model=8), train=dict(steps=10))``: a copy with fields changed."""
+    """``replace(cfg, model=dict(d_model=8), train=dict(steps=10))``: a copy with fields changed (layer and
+    dataset options too: ``model=dict(init="lin")``, ``data=dict(seq_len=64)``)."""
     return dataclasses.replace(
         cfg, **{k: dataclasses.replace(getattr(cfg, k), **v) for k, v in sections.items()}
     )

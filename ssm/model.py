@@ -16,7 +16,6 @@ in an ``eqx.nn.State`` and normalises over the (global) batch and time, per chan
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any
 
@@ -27,54 +26,41 @@ from jaxtyping import Array, PRNGKeyArray
 
 from ssm.config import ModelConfig
 from ssm.data.base import DatasetInfo
+from ssm.layer_configs import LAYER_CONFIGS, LayerConfig, layer_config_class
 from ssm.layers.base import AbstractSSMLayer
 
-# --model.layer name -> class name exported by ssm.layers (picked up when it exists).
-LAYER_CLASSES: dict[str, str] = {"s4": "S4", "s4d": "S4D", "dss": "DSS", "s5": "S5", "hope": "HOPE"}
-
-
-def available_layers() -> dict[str, type[AbstractSSMLayer]]:
-    """The ``--model.layer`` names whose class is implemented in :mod:`ssm.layers`."""
+def available_layers() -> "_Layers":
+    """The layer names (``model.layer:NAME``) whose class is implemented in :mod:`ssm.layers`, mapped to the
+    class. ``cfg.model.layer in available_layers()`` accepts a layer config as well as a name."""
     import ssm.layers
 
-    out = {}
-    for name, cls_name in LAYER_CLASSES.items():
-        cls = getattr(ssm.layers, cls_name, None)
+    out = _Layers()
+    for c in LAYER_CONFIGS:
+        cls = getattr(ssm.layers, c.layer_class, None)
         if cls is not None:
-            out[name] = cls
+            out[c.name] = cls
     return out
 
 
-def layer_class(name: str) -> type[AbstractSSMLayer]:
-    if name not in LAYER_CLASSES:
-        raise ValueError(f"model.layer: unknown layer {name!r}; choose one of {sorted(LAYER_CLASSES)}")
-    layers = available_layers()
-    if name not in layers:
-        raise ValueError(
-            f"model.layer: layer {name!r} (ssm.layers.{LAYER_CLASSES[name]}) is not implemented in "
-            f"this installation; available: {sorted(layers)}"
-        )
-    return layers[name]
+class _Layers(dict):
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(key.name if isinstance(key, LayerConfig) else key)
+
+
+def layer_class(name: str | LayerConfig) -> type[AbstractSSMLayer]:
+    cfg = name if isinstance(name, LayerConfig) else layer_config_class(name)()
+    cls = available_layers().get(cfg.name)
+    if cls is None:
+        raise ValueError(f"model.layer: layer {cfg.name!r} (ssm.layers.{cfg.layer_class}) is not implemented in "
+                         f"this installation; available: {sorted(available_layers())}")  # fmt: skip
+    return cls
 
 
 def make_layer(cfg: ModelConfig, *, key: PRNGKeyArray, seq_len: int | None = None) -> AbstractSSMLayer:
-    """The layer of ``cfg``; a layer taking ``l_max`` (S4) gets the dataset's ``seq_len`` unless
-    ``model.l_max`` is set."""
-    cls = layer_class(cfg.layer)
-    kwargs = cfg.layer_kwargs()
-    params = inspect.signature(cls.__init__).parameters
-    if seq_len is not None and "l_max" in params and "l_max" not in kwargs:
-        kwargs["l_max"] = seq_len
-    unknown = sorted(k for k in kwargs if k not in params)
-    if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        accepted = sorted(k for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and k != "key")
-        raise ValueError(
-            f"model: option(s) {unknown} are not accepted by the {cfg.layer!r} layer ({cls.__name__}); "
-            f"its options are {accepted}. Unset them for this layer: "
-            + " ".join(f"--model.{k.replace('_', '-')} None" for k in unknown)
-            + " (e.g. after switching --model.layer on a preset made for another layer)."
-        )
-    return cls(d_model=cfg.d_model, d_state=cfg.d_state, key=key, **kwargs)
+    """The layer of ``cfg`` (built by its layer config); options that default to the data's length (S4's
+    ``l_max``) get the dataset's ``seq_len``."""
+    layer_class(cfg.layer)  # a clear error if the class is missing
+    return cfg.layer.build(cfg.d_model, key=key, seq_len=seq_len)
 
 
 def resolve_precision(precision: str) -> str:

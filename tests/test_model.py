@@ -156,3 +156,21 @@ def test_s4_gets_the_dataset_length():
     model, _ = make_model(_cfg(layer="s4", d_state=4), info, key=KEY)
     assert model.blocks[0].layer.l_max == 24
     assert isinstance(model, SequenceModel)
+
+
+def test_layer_configs_build_the_constructor_default_layer():
+    """A layer config with its defaults builds the same layer (same arrays) as the layer's constructor called
+    with no options (S4: with the dataset's length as l_max); a set option reaches the constructor."""
+    from ssm.layer_configs import LAYER_CONFIGS, S4DConfig
+    from ssm.model import make_layer
+
+    for c in LAYER_CONFIGS:
+        built = make_layer(ModelConfig(layer=c(d_state=4), d_model=6), key=KEY, seq_len=16)
+        extra = {"l_max": 16} if "l_max" in c.from_seq_len else {}
+        direct = c().cls()(6, 4, key=KEY, **extra)
+        a, b = eqx.filter(built, eqx.is_array), eqx.filter(direct, eqx.is_array)
+        assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b), c.__name__
+        assert all(jnp.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+    lin = make_layer(ModelConfig(layer=S4DConfig(d_state=4, init="lin"), d_model=6), key=KEY)
+    legs = make_layer(ModelConfig(layer=S4DConfig(d_state=4), d_model=6), key=KEY)
+    assert not jnp.array_equal(lin.A_im, legs.A_im)

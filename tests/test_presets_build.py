@@ -4,6 +4,8 @@ computed, no data is read), and the preset registry behaves."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 
 import equinox as eqx
 import jax
@@ -79,7 +81,7 @@ def _info(cfg: Config, tmp_path):
         return cfg, module.info(cfg.data)
 
 
-def _xfail_if_untraceable(layer: str) -> None:
+def _xfail_if_untraceable(layer) -> None:
     """A layer whose constructor needs concrete values cannot be built shape-only (a defect of that
     layer: the training loop then falls back to an eager init). Checked, not assumed: once the
     constructor traces, the preset test runs in full."""
@@ -95,7 +97,7 @@ def _xfail_if_untraceable(layer: str) -> None:
 def _expensive(cfg: Config) -> bool:
     # Construction alone takes minutes on a 2-core CPU: the perturb-then-diagonalise init (an
     # eigen-solve with perturbation search) and the N=1024 HiPPO-LegS decomposition.
-    return cfg.model.init == "legs-ptd" or cfg.model.d_state >= 1024
+    return getattr(cfg.model.layer, "init", None) == "legs-ptd" or cfg.model.layer.d_state >= 1024
 
 
 @pytest.mark.parametrize(
@@ -135,3 +137,22 @@ def test_registry_names_and_errors():
     assert "demo.digits" in str(e.value) and "unknown preset 'demo.nope'" in str(e.value)
     cfg = configs.get_preset("demo.digits")
     assert dataclasses.replace(cfg.model, d_model=8).d_model == 8
+
+
+def test_presets_resolve_the_layer_and_data_options_of_the_flat_config():
+    """tests/fixtures/preset_layer_kwargs.json was written by the flat config (before the typed configs): per
+    preset, the layer's constructor keywords (its signature defaults updated by the options the preset set;
+    l_max None = the data's length) and the dataset options it set. The typed presets resolve to the same."""
+    with open(os.path.join(os.path.dirname(__file__), "fixtures", "preset_layer_kwargs.json")) as f:
+        flat = json.load(f)
+    assert set(flat) == set(PRESETS)
+    for name, (_, cfg) in PRESETS.items():
+        want = flat[name]
+        assert cfg.model.layer.name == want["layer"], name
+        got = cfg.model.layer.kwargs()
+        expected = {k: v for k, v in want["layer_kwargs"].items() if not (k == "l_max" and v is None)}
+        assert got == expected, name
+        assert cfg.model.layer.kwargs(seq_len=77).get("l_max", 77) == (want["layer_kwargs"].get("l_max") or 77), name
+        assert cfg.data.name == want["data_name"], name
+        options = cfg.data.options.to_dict()
+        assert {k: options[k] for k in want["data_options"]} == want["data_options"], name

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 
 import numpy as np
 import pytest
@@ -144,15 +145,12 @@ SHORT = {  # data overrides that shorten sequences / shrink generated sets, per 
 
 
 def tiny(cfg: Config, root, run_dir) -> Config:
-    m = cfg.model
-    model = dataclasses.replace(
-        m, d_model=8, n_layers=1, d_state=4, n_ssm=1 if m.n_ssm is not None else None,
-        blocks=1 if m.blocks is not None else None,
-    )  # fmt: skip
-    if cfg.data.name == "copying":
-        data = dataclasses.replace(cfg.data, seq_len=None)
-    else:
-        data = cfg.data
+    layer = cfg.model.layer
+    shrink = {k: v for k, v in dict(d_state=4, n_ssm=1, blocks=1).items() if hasattr(layer, k)}
+    model = dataclasses.replace(cfg.model, d_model=8, n_layers=1, layer=dataclasses.replace(layer, **shrink))
+    data = cfg.data
+    if cfg.data.name == "copying":  # seq_len follows from n_memorize and lag
+        data = dataclasses.replace(data, options=dataclasses.replace(data.options, seq_len=None))
     data = dataclasses.replace(data, root=str(root), batch_size=2, eval_batch_size=2, num_workers=0,
                                **SHORT.get(cfg.data.name, {}))  # fmt: skip
     optim = dataclasses.replace(cfg.optim, grad_accum=1)
@@ -180,19 +178,30 @@ def test_every_preset_is_listed_with_a_description():
 
 
 NAMES = sorted(k for k in PRESETS if not k.startswith("demo."))
-# Presets trained for real in the default (fast) run; every other preset trains with --runslow.
-# (Each real run costs ~10 s of XLA compilation on a 2-core CPU; the trace check below covers all.)
-FAST_TRAIN = {"fsdd.digits", "forecast.etth1"}
 # The copying tasks score the last M outputs against M target tokens (S4's l_output = M decoder);
 # the trainer's lm loss does not yet compare the last T outputs as its regression loss does.
+# Every preset trains two steps in the default run. Each run costs seconds of XLA compilation (~8 s of CPU), so
+# the runs go to a pool of worker processes started when pytest collects this module: they use the core that the
+# single-process suite leaves idle while the tests before this module run, and the tests here wait for their
+# results. (An import from a running test, e.g. test_presets_build's use of WRITERS, starts nothing; runs not
+# waited for are cancelled at exit.)
+WORKERS = max(1, min(2, os.cpu_count() or 1))
+
+
+def _skip_reason(name) -> str | None:
+    cfg = PRESETS[name][1]
+    if cfg.model.layer not in available_layers():
+        return f"layer {cfg.model.layer.name!r} is not implemented in this checkout"
+    if cfg.data.name not in DATASETS:
+        return f"dataset {cfg.data.name!r} is not registered in this checkout"
+    return None
 
 
 def _prepare(name, tmp_path):
+    reason = _skip_reason(name)
+    if reason:
+        pytest.skip(reason)
     cfg = PRESETS[name][1]
-    if cfg.model.layer not in available_layers():
-        pytest.skip(f"layer {cfg.model.layer!r} is not implemented in this checkout")
-    if cfg.data.name not in DATASETS:
-        pytest.skip(f"dataset {cfg.data.name!r} is not registered in this checkout")
     root = tmp_path / "data"
     root.mkdir()
     write = WRITERS[cfg.data.name]
@@ -201,24 +210,8 @@ def _prepare(name, tmp_path):
     return tiny(cfg, root, tmp_path / "run")
 
 
-def _params(names, slow=lambda n: False):
-    out = []
-    for n in names:
-        out.append(pytest.param(n, marks=[pytest.mark.slow] if slow(n) else []))
-    return out
-
-
-@pytest.mark.parametrize("name", _params(NAMES))
-def test_preset_builds_and_traces_a_step(name, tmp_path):
-    """Fixture in the real format -> every split loads -> examples match the dataset info ->
-    the model, optimizer and a training step on a real batch trace (no compilation)."""
-    import equinox as eqx
-    import jax
-
-    from ssm.train import build
-
-    small = _prepare(name, tmp_path)
-    run = build(small)
+def _check_splits(run, small) -> None:
+    """Fixture in the real format -> every split loads -> examples match the dataset info."""
     info = run.info
     for split in ("train", "val", "test"):
         src = run.dataset.load(small.data, split)
@@ -232,18 +225,63 @@ def test_preset_builds_and_traces_a_step(name, tmp_path):
             assert x.dtype == np.float32 and x.shape[1:] == (info.d_input,) and np.isfinite(x).all()
         if info.task in ("classification", "retrieval"):
             assert 0 <= int(ex["targets"]) < info.d_output
-    items = [src[i % len(src)] for i in range(2)]
-    batch = {k: jax.ShapeDtypeStruct((2,) + np.shape(items[0][k]), np.asarray(items[0][k]).dtype) for k in items[0]}
-    _, metrics = eqx.filter_eval_shape(run.train_step, run.abstract, batch)
-    assert metrics["loss"].shape == ()
 
 
-@pytest.mark.parametrize("name", _params(NAMES, slow=lambda n: n not in FAST_TRAIN))
-def test_preset_trains_two_steps(name, tmp_path):
-    from ssm.train import train
+def _train_preset(name: str) -> dict:
+    """(In a worker process.) Write the preset's fixture, check its splits, train two steps; the final metrics."""
+    import pathlib
+    import shutil
+    import tempfile
 
-    small = _prepare(name, tmp_path)
-    res = train(small, verbose=False)
+    from ssm.train import build, train
+
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="preset-"))
+    try:
+        small = _prepare(name, tmp)
+        _check_splits(build(small), small)
+        res = train(small, verbose=False)
+        return {"step": res["step"], **{s: dict(res[s]) for s in ("val", "test")}}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+_POOL: dict = {}
+
+
+def _start_runs() -> dict:
+    """``{preset: AsyncResult}`` of the two-step runs of every preset (the pool is started once)."""
+    import atexit
+    import multiprocessing
+
+    import _preset_worker
+
+    if not _POOL:
+        here = os.path.dirname(os.path.abspath(__file__))
+        # A multiprocessing pool (daemon workers): at exit, runs not waited for are dropped, not finished.
+        pool = multiprocessing.get_context("spawn").Pool(WORKERS, _preset_worker.init, ([here, os.path.dirname(here)],))
+        _POOL["pool"] = pool
+        _POOL["runs"] = {n: pool.apply_async(_preset_worker.train_preset, (n,)) for n in NAMES if _skip_reason(n) is None}
+        atexit.register(pool.terminate)
+    return _POOL["runs"]
+
+
+if "PYTEST_CURRENT_TEST" not in os.environ and __import__("multiprocessing").current_process().name == "MainProcess":
+    _start_runs()  # collection time: not imported by a running test, nor by a worker
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return _start_runs()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_preset_trains_two_steps(name, trained):
+    """The preset's fixture loads in every split with examples that match the dataset info, and the preset
+    (shrunk: 1 layer, H 8, N 4, short sequences) trains two steps to finite validation and test losses."""
+    reason = _skip_reason(name)
+    if reason:
+        pytest.skip(reason)
+    res = trained[name].get(timeout=900)
     assert res["step"] == 2
     for split in ("val", "test"):
         assert math.isfinite(res[split]["loss"]), (split, res[split])

@@ -10,6 +10,7 @@ to ``seq_len`` with its own true length (``inputs``/``lengths`` and ``inputs2``/
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +22,11 @@ from ssm.data._files import (
     check_split,
     data_root,
     encode_padded,
-    opt,
     source,
     torchtext_vocab,
 )
 from ssm.data.base import DatasetInfo
+from ssm.data.options import DatasetOptions
 
 SEQ_LEN = 4000
 SPECIALS = ("<pad>", "<unk>", "<eos>")
@@ -35,6 +36,13 @@ HOW = (
     "download lra_release.gz from https://storage.googleapis.com/long-range-arena/lra_release.gz, extract it, "
     "and copy (or link) lra_release/lra_release/tsv_data to <root>/aan."
 )
+
+
+@dataclass(frozen=True)
+class Options(DatasetOptions):
+    """LRA AAN (retrieval of two byte sequences)."""
+
+    seq_len: int = SEQ_LEN  # bytes per document (cut/padded)
 
 
 def _candidates(root: Path) -> list[Path]:
@@ -93,13 +101,13 @@ def _arrays(root: Path, seq_len: int) -> dict[str, np.ndarray]:
 
 
 def info(cfg) -> DatasetInfo:
-    L = opt(cfg, "seq_len", SEQ_LEN)
+    L = cfg.seq_len
     vocab = [str(v) for v in _arrays(data_root(cfg), L)["vocab"]]
     return DatasetInfo(task="retrieval", d_input=len(vocab), d_output=2, seq_len=L, tokens=True, vocab=vocab)
 
 
 def load(cfg, split: str):
     check_split(split)
-    a = _arrays(data_root(cfg), opt(cfg, "seq_len", SEQ_LEN))
+    a = _arrays(data_root(cfg), cfg.seq_len)
     s = split
     return source(inputs=a[f"{s}_x"], lengths=a[f"{s}_n"], inputs2=a[f"{s}_x2"], lengths2=a[f"{s}_n2"], targets=a[f"{s}_y"])

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import types
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +30,12 @@ from ssm.data._files import (
     cached,
     check_split,
     data_root,
-    opt,
     read_wav,
     source,
 )
 from ssm.data.base import DatasetInfo
 from ssm.data import validate
+from ssm.data.options import DatasetOptions, with_defaults
 
 RATE = 16000
 DIGITS = "zero one two three four five six seven eight nine".split()
@@ -90,6 +91,13 @@ def _example(q: np.ndarray, L: int) -> tuple[np.ndarray, np.ndarray, int]:
     return x, y, n
 
 
+@dataclass(frozen=True)
+class Options(DatasetOptions):
+    """SaShiMi audio (8-bit samples, autoregressive)."""
+
+    seq_len: int = 16000  # samples per example
+
+
 def _module(name: str) -> types.ModuleType:
     folder, quant, default_len = SPECS[name]
     encode = mu_law_encode if quant == "mulaw" else linear_encode
@@ -136,7 +144,7 @@ def _module(name: str) -> types.ModuleType:
     def arrays(cfg, split: str) -> dict[str, np.ndarray]:
         root = data_root(cfg)
         d = locate(root)
-        L = opt(cfg, "seq_len", default_len)
+        L = cfg.seq_len
         if name == "sc09":
             parts = sc09_files(d)
         else:
@@ -166,13 +174,14 @@ def _module(name: str) -> types.ModuleType:
         return cached(root, f"{name}-{split}", {"seq_len": L}, files, build)
 
     def info(cfg) -> DatasetInfo:
-        return DatasetInfo(task="generation", d_input=256, d_output=256, seq_len=opt(cfg, "seq_len", default_len), tokens=True)
+        return DatasetInfo(task="generation", d_input=256, d_output=256, seq_len=cfg.seq_len, tokens=True)
 
     def load(cfg, split: str):
         check_split(split)
         return source(**arrays(cfg, split))
 
     m.info, m.load = info, load
+    m.Options = with_defaults(Options, name, seq_len=default_len)
     return m
 
 

@@ -14,6 +14,7 @@ No normalization; one regression output.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,19 +25,26 @@ from ssm.data._files import (
     cached,
     check_split,
     data_root,
-    opt,
     source,
 )
 from ssm.data.base import DatasetInfo
 from ssm.data import validate
+from ssm.data.options import DatasetOptions
 
 TARGETS = ("HR", "RR", "SpO2")
 SEQ_LEN = 4000
 ZENODO = {"RR": "4001463", "HR": "4001456", "SpO2": "4001464"}
 
 
+@dataclass(frozen=True)
+class Options(DatasetOptions):
+    """BIDMC vital signs (regression)."""
+
+    target: str = "RR"  # regression target: HR, RR or SpO2
+
+
 def _target(cfg) -> str:
-    t = opt(cfg, "target", "RR")
+    t = cfg.target
     if t not in TARGETS:
         raise ValueError(f"data.target for bidmc must be one of {TARGETS} (got {t!r})")
     return t

@@ -14,6 +14,7 @@ Train = data_batch_1..5 in order minus a seeded ``val_fraction`` (default 0.1) h
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +26,11 @@ from ssm.data._files import (
     check_split,
     data_root,
     holdout_split,
-    opt,
     source,
 )
 from ssm.data.base import DatasetInfo
 from ssm.data import validate
+from ssm.data.options import DatasetOptions
 
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.247, 0.243, 0.261)
@@ -38,6 +39,17 @@ GRAY_MEAN, GRAY_STD = 122.6 / 255.0, 61.0 / 255.0
 FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 LAYOUT = "  <root>/cifar/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}   (or <root>/cifar-10-batches-py/)"
 HOW = "download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and extract it into <root>/cifar/."
+
+
+@dataclass(frozen=True)
+class Options(DatasetOptions):
+    """CIFAR-10 as a pixel sequence (sCIFAR)."""
+
+    grayscale: bool = False  # LRA's grayscale image task (1 channel)
+    normalize: bool = True  # per-channel normalization (S4's constants)
+    noise_pad: int = 0  # HOPE's noise padding: rows of noise appended after the image
+    val_fraction: float = 0.1  # of train held out for validation
+    split_seed: int = 42  # seed of the train/val hold-out
 
 
 def _candidates(root: Path) -> list[Path]:
@@ -97,9 +109,9 @@ def _arrays(root: Path) -> dict[str, np.ndarray]:
 
 
 def info(cfg) -> DatasetInfo:
-    gray = opt(cfg, "grayscale", False)
+    gray = cfg.grayscale
     return DatasetInfo(
-        task="classification", d_input=1 if gray else 3, d_output=10, seq_len=1024 + opt(cfg, "noise_pad", 0)
+        task="classification", d_input=1 if gray else 3, d_output=10, seq_len=1024 + cfg.noise_pad
     )
 
 
@@ -131,12 +143,12 @@ def load(cfg, split: str):
     if split == "test":
         x, y = a["test_x"], a["test_y"]
     else:
-        tr, va = holdout_split(len(a["train_x"]), opt(cfg, "val_fraction", 0.1), opt(cfg, "split_seed", 42))
+        tr, va = holdout_split(len(a["train_x"]), cfg.val_fraction, cfg.split_seed)
         idx = tr if split == "train" else va
         x, y = a["train_x"][idx], a["train_y"][idx]
-    pad = opt(cfg, "noise_pad", 0)
-    normalize = opt(cfg, "normalize", True)
-    if opt(cfg, "grayscale", False):
+    pad = cfg.noise_pad
+    normalize = cfg.normalize
+    if cfg.grayscale:
         if pad:
             raise ValueError("data.noise_pad is for RGB sCIFAR; unset --data.grayscale or --data.noise-pad")
         g = grayscale(x).astype(np.float32)[..., None] / np.float32(255.0)
@@ -148,5 +160,5 @@ def load(cfg, split: str):
         std = STD_HOPE if pad else STD
         v = (v - np.asarray(MEAN, np.float32)) / np.asarray(std, np.float32)
     if pad:
-        return NoisePadSource(v, y, pad, opt(cfg, "seed", 0) + 7919 * ("train", "val", "test").index(split), split == "train")
+        return NoisePadSource(v, y, pad, cfg.seed + 7919 * ("train", "val", "test").index(split), split == "train")
     return source(inputs=v, targets=y)

@@ -7,12 +7,23 @@ Ships with scikit-learn (no download): each image becomes a length-64 sequence o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ssm.data.base import SPLITS, ArraySource, DatasetInfo, split_indices
+from ssm.data.options import DatasetOptions
 
 SEQ_LEN = 64
 TEST_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class Options(DatasetOptions):
+    """scikit-learn digits."""
+
+    permute: bool = False  # a fixed random pixel permutation (seed 42)
+    val_fraction: float = 0.1  # of the non-test images held out for validation
 
 
 def info(cfg) -> DatasetInfo:
@@ -22,8 +33,6 @@ def info(cfg) -> DatasetInfo:
 def load(cfg, split: str) -> ArraySource:
     if split not in SPLITS:
         raise ValueError(f"digits: unknown split {split!r}; choose one of {SPLITS}")
-    if cfg.seq_len not in (None, SEQ_LEN):
-        raise ValueError(f"data.seq_len: digits sequences have length {SEQ_LEN} (got {cfg.seq_len})")
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -32,7 +41,7 @@ def load(cfg, split: str) -> ArraySource:
     if cfg.permute:
         x = x[:, np.random.default_rng(42).permutation(SEQ_LEN)]
     trainval, test = split_indices(len(y), TEST_FRACTION, seed=0)
-    val_fraction = 0.1 if cfg.val_fraction is None else cfg.val_fraction
+    val_fraction = cfg.val_fraction
     keep, val = split_indices(len(trainval), val_fraction, seed=1)
     idx = {"train": trainval[keep], "val": trainval[val], "test": test}[split]
     return ArraySource(inputs=x[idx], targets=y[idx])

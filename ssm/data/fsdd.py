@@ -13,6 +13,7 @@ raw scale a small model did not learn at all (loss stuck at ln 10 for 250 steps)
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +25,12 @@ from ssm.data._files import (
     check_split,
     data_root,
     holdout_split,
-    opt,
     read_wav,
     source,
 )
 from ssm.data.base import DatasetInfo
 from ssm.data import validate
+from ssm.data.options import DatasetOptions
 
 SEQ_LEN = 6400
 RATE = 8000
@@ -39,6 +40,16 @@ HOW = (
     "git clone https://github.com/Jakobovski/free-spoken-digit-dataset and copy (or link) its "
     "recordings/ folder to <root>/fsdd/recordings/."
 )
+
+
+@dataclass(frozen=True)
+class Options(DatasetOptions):
+    """Free Spoken Digit Dataset."""
+
+    seq_len: int = SEQ_LEN  # samples per recording (cut/zero-padded)
+    val_fraction: float = 0.1  # of train held out for validation
+    split_seed: int = 42  # seed of the train/val hold-out
+    normalize: bool = True  # standardize each waveform
 
 
 def _candidates(root: Path) -> list[Path]:
@@ -88,21 +99,21 @@ def _arrays(root: Path, seq_len: int) -> dict[str, np.ndarray]:
 
 
 def info(cfg) -> DatasetInfo:
-    return DatasetInfo(task="classification", d_input=1, d_output=10, seq_len=opt(cfg, "seq_len", SEQ_LEN))
+    return DatasetInfo(task="classification", d_input=1, d_output=10, seq_len=cfg.seq_len)
 
 
 def load(cfg, split: str):
     check_split(split)
-    a = _arrays(data_root(cfg), opt(cfg, "seq_len", SEQ_LEN))
+    a = _arrays(data_root(cfg), cfg.seq_len)
     test = a["index"] < 5
     if split == "test":
         idx = np.flatnonzero(test)
     else:
         train = np.flatnonzero(~test)
-        tr, va = holdout_split(len(train), opt(cfg, "val_fraction", 0.1), opt(cfg, "split_seed", 42))
+        tr, va = holdout_split(len(train), cfg.val_fraction, cfg.split_seed)
         idx = train[tr if split == "train" else va]
     x = a["x"][idx]
-    if opt(cfg, "normalize", True):
+    if cfg.normalize:
         n = a["lengths"][idx]
         rms = np.sqrt((x.astype(np.float64) ** 2).sum(1) / np.maximum(n, 1))
         x = (x / np.where(rms > 0, rms, 1.0)[:, None]).astype(np.float32)

@@ -13,6 +13,7 @@ else a tfds ``imdb_reviews/plain_text/<version>`` directory under ``<root>`` or
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +25,12 @@ from ssm.data._files import (
     check_split,
     data_root,
     encode_padded,
-    opt,
     source,
     torchtext_vocab,
 )
 from ssm.data.base import DatasetInfo
 from ssm.data import validate
+from ssm.data.options import DatasetOptions
 
 SEQ_LEN = 4096
 MIN_FREQ = 15
@@ -42,6 +43,13 @@ HOW = (
     "download aclImdb_v1.tar.gz from https://ai.stanford.edu/~amaas/data/sentiment/ and extract it into "
     "<root>/imdb/, or prepare tfds 'imdb_reviews' with file_format=array_record on a machine with internet."
 )
+
+
+@dataclass(frozen=True)
+class Options(DatasetOptions):
+    """LRA IMDB (byte-level text classification)."""
+
+    seq_len: int = SEQ_LEN  # bytes per review (cut/padded)
 
 
 def _acl_candidates(root: Path) -> list[Path]:
@@ -125,14 +133,14 @@ def _arrays(root: Path, seq_len: int) -> dict[str, np.ndarray]:
 
 
 def info(cfg) -> DatasetInfo:
-    a = _arrays(data_root(cfg), opt(cfg, "seq_len", SEQ_LEN))
+    a = _arrays(data_root(cfg), cfg.seq_len)
     vocab = [str(v) for v in a["vocab"]]
-    return DatasetInfo(task="classification", d_input=len(vocab), d_output=2, seq_len=opt(cfg, "seq_len", SEQ_LEN),
+    return DatasetInfo(task="classification", d_input=len(vocab), d_output=2, seq_len=cfg.seq_len,
                        tokens=True, vocab=vocab)  # fmt: skip
 
 
 def load(cfg, split: str):
     check_split(split)
-    a = _arrays(data_root(cfg), opt(cfg, "seq_len", SEQ_LEN))
+    a = _arrays(data_root(cfg), cfg.seq_len)
     part = "train" if split == "train" else "test"  # LRA / S4: test doubles as val
     return source(inputs=a[f"{part}_x"], targets=a[f"{part}_y"], lengths=a[f"{part}_n"])

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import types
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +31,11 @@ from ssm.data._files import (
     cached,
     check_split,
     data_root,
-    opt,
     source,
 )
 from ssm.data.base import DatasetInfo
 from ssm.data import validate
+from ssm.data.options import DatasetOptions, with_defaults
 
 SPECS = {  # name: (file, folder, default target, kind)
     "etth1": ("ETTh1.csv", "etth", "OT", "ett_hour"),
@@ -123,15 +124,25 @@ class WindowSource:
         return {"inputs": inputs, "targets": self.y[s + self.L : s + self.L + self.P]}
 
 
+@dataclass(frozen=True)
+class Options(DatasetOptions):
+    """Informer forecasting data (ETT, Weather, ECL)."""
+
+    seq_len: int = SEQ_LEN  # lookback window
+    pred_len: int = PRED_LEN  # forecast horizon
+    features: str = "S"  # "S" (target only), "M" (all -> all), "MS" (all -> target)
+    target: str = "OT"  # forecast column
+
+
 def _module(name: str) -> types.ModuleType:
     file, _, default_target, kind = SPECS[name]
     m = types.ModuleType(f"ssm.data.informer.{name}", f"Informer '{name}' (see ssm.data.informer).")
 
     def columns(cfg, head):
-        target = opt(cfg, "target", default_target)
+        target = cfg.target
         if target not in head:
             raise ValueError(f"data.target: column {target!r} not in {file} (columns: {head})")
-        feats = opt(cfg, "features", "S")
+        feats = cfg.features
         if feats not in ("S", "M", "MS"):
             raise ValueError(f"data.features must be 'S', 'M' or 'MS' (got {feats!r})")
         order = [h for h in head if h != target] + [target]
@@ -153,7 +164,7 @@ def _module(name: str) -> types.ModuleType:
         order, feats = columns(cfg, head)
         c_in = 1 if feats == "S" else len(order)
         c_out = len(order) if feats == "M" else 1
-        L, P = opt(cfg, "seq_len", SEQ_LEN), opt(cfg, "pred_len", PRED_LEN)
+        L, P = cfg.seq_len, cfg.pred_len
         return DatasetInfo(task="regression", d_input=c_in, d_output=c_out, seq_len=L + P)
 
     def load(cfg, split: str):
@@ -162,7 +173,7 @@ def _module(name: str) -> types.ModuleType:
         head = [str(h) for h in a["head"]]
         order, feats = columns(cfg, head)
         v = a["values"][:, [head.index(h) for h in order]]
-        L, P = opt(cfg, "seq_len", SEQ_LEN), opt(cfg, "pred_len", PRED_LEN)
+        L, P = cfg.seq_len, cfg.pred_len
         b = borders(kind, len(v), L)
         lo, hi = b["train"]
         mu, sd = v[lo:hi].mean(0), v[lo:hi].std(0)
@@ -176,6 +187,7 @@ def _module(name: str) -> types.ModuleType:
         return WindowSource(x[s0:s1].astype(np.float32), y[s0:s1].astype(np.float32), L, P)
 
     m.info, m.load = info, load
+    m.Options = with_defaults(Options, name, target=default_target)
     return m
 
 

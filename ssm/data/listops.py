@@ -12,6 +12,7 @@ then tokens by descending count (torchtext order), 18 entries on the release; ri
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +24,12 @@ from ssm.data._files import (
     check_split,
     data_root,
     encode_padded,
-    opt,
     source,
     torchtext_vocab,
 )
 from ssm.data.base import DatasetInfo
 from ssm.data import validate
+from ssm.data.options import DatasetOptions
 
 SEQ_LEN = 2048
 SPECIALS = ("<pad>", "<unk>", "<eos>")
@@ -37,6 +38,13 @@ FILES = {s: f"{TASK}_{s}.tsv" for s in ("train", "val", "test")}
 LAYOUT = """  <root>/listops/basic_train.tsv, basic_val.tsv, basic_test.tsv
   (or <root>/listops-1000/..., or the extracted release <root>/lra_release/lra_release/listops-1000/...)
   TSV with header 'Source<TAB>Target', one expression and its value 0-9 per row"""
+
+
+@dataclass(frozen=True)
+class Options(DatasetOptions):
+    """LRA ListOps."""
+
+    seq_len: int = SEQ_LEN  # tokens per expression (cut/padded)
 
 
 def how(root: Path) -> str:
@@ -127,7 +135,7 @@ def _arrays(root: Path, seq_len: int) -> dict[str, np.ndarray]:
 
 
 def info(cfg) -> DatasetInfo:
-    seq_len = opt(cfg, "seq_len", SEQ_LEN)
+    seq_len = cfg.seq_len
     vocab = [str(v) for v in _arrays(data_root(cfg), seq_len)["vocab"]]
     return DatasetInfo(task="classification", d_input=len(vocab), d_output=10, seq_len=seq_len,
                        tokens=True, vocab=vocab)  # fmt: skip
@@ -135,5 +143,5 @@ def info(cfg) -> DatasetInfo:
 
 def load(cfg, split: str):
     check_split(split)
-    a = _arrays(data_root(cfg), opt(cfg, "seq_len", SEQ_LEN))
+    a = _arrays(data_root(cfg), cfg.seq_len)
     return source(inputs=a[f"{split}_x"], targets=a[f"{split}_y"], lengths=a[f"{split}_n"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +24,11 @@ from ssm.data._files import (
     data_root,
     find_file,
     holdout_split,
-    opt,
     source,
 )
 from ssm.data.base import DatasetInfo
 from ssm.data import validate
+from ssm.data.options import DatasetOptions
 
 _STEMS = {
     "train_images": "train-images{}idx3-ubyte",
@@ -43,6 +44,16 @@ LAYOUT = """  <root>/mnist/train-images-idx3-ubyte[.gz]   (or train-images.idx3-
 HOW = "download the four IDX .gz files from http://yann.lecun.com/exdb/mnist/ (or a mirror) into <root>/mnist/."
 
 
+@dataclass(frozen=True)
+class Options(DatasetOptions):
+    """MNIST as a pixel sequence (sMNIST; pMNIST with ``permute``)."""
+
+    permute: bool = False  # pMNIST: permuted pixel order
+    perm_seed: int | None = None  # pMNIST: seed of a random permutation (None: S4's bit reversal)
+    val_fraction: float = 0.1  # of train held out for validation
+    split_seed: int = 42  # seed of the train/val hold-out (reference: 42)
+
+
 def bit_reversal_permutation(n: int) -> np.ndarray:
     """Indices 0..2^m−1 (2^m ≥ n) with their m bits reversed, keeping those < n, in order."""
     m = max(int(np.ceil(np.log2(n))), 0) if n > 1 else 0
@@ -54,9 +65,9 @@ def bit_reversal_permutation(n: int) -> np.ndarray:
 
 
 def permutation(cfg) -> np.ndarray | None:
-    if not opt(cfg, "permute", False):
+    if not cfg.permute:
         return None
-    seed = opt(cfg, "perm_seed", -1)
+    seed = -1 if cfg.perm_seed is None else cfg.perm_seed
     if seed < 0:
         return bit_reversal_permutation(784)
     return np.random.RandomState(seed).permutation(784)
@@ -138,7 +149,7 @@ def load(cfg, split: str):
     if split == "test":
         x, y = a["test_x"], a["test_y"]
     else:
-        tr, va = holdout_split(len(a["train_x"]), opt(cfg, "val_fraction", 0.1), opt(cfg, "split_seed", 42))
+        tr, va = holdout_split(len(a["train_x"]), cfg.val_fraction, cfg.split_seed)
         idx = tr if split == "train" else va
         x, y = a["train_x"][idx], a["train_y"][idx]
     perm = permutation(cfg)

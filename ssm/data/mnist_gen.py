@@ -10,15 +10,20 @@ The task is ``"generation"``: the loss is the NLL in nats per pixel, reported wi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ssm.data import mnist
-from ssm.data._files import check_split, data_root, holdout_split, opt, source
+from ssm.data._files import check_split, data_root, holdout_split, source
 from ssm.data.base import DatasetInfo
+from ssm.data.options import DatasetOptions
 
 START_TOKEN = 0  # the first input of every sequence (its targets start at pixel 0)
 IMAGE_SHAPE = (28, 28)
 
+
+Options = mnist.Options  # the files, splits and optional permutation of sMNIST
 
 def info(cfg) -> DatasetInfo:
     return DatasetInfo(task="generation", d_input=256, d_output=256, seq_len=784, tokens=True)
@@ -26,13 +31,11 @@ def info(cfg) -> DatasetInfo:
 
 def load(cfg, split: str):
     check_split(split)
-    if opt(cfg, "seq_len", 784) != 784:
-        raise ValueError(f"mnist_gen: sequences have 784 pixels (got data.seq_len={cfg.seq_len}); unset --data.seq-len")
     a = mnist._arrays(data_root(cfg))
     if split == "test":
         x = a["test_x"]
     else:
-        tr, va = holdout_split(len(a["train_x"]), opt(cfg, "val_fraction", 0.1), opt(cfg, "split_seed", 42))
+        tr, va = holdout_split(len(a["train_x"]), cfg.val_fraction, cfg.split_seed)
         x = a["train_x"][tr if split == "train" else va]
     perm = mnist.permutation(cfg)
     if perm is not None:

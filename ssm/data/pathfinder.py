@@ -20,24 +20,35 @@ Options (``DataConfig``): ``resolution`` = image side (32; 128 for Path-X, as S4
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from ssm.data._files import CorruptFileError, DatasetNotFoundError, cached, check_split, data_root, opt
+from ssm.data._files import CorruptFileError, DatasetNotFoundError, cached, check_split, data_root
 from ssm.data.base import DatasetInfo
 from ssm.data import validate
+from ssm.data.options import DatasetOptions
 
 SIZES = (32, 64, 128, 256)
 DIFFICULTY = {6: "curv_baseline", 9: "curv_contour_length_9", 14: "curv_contour_length_14"}
 SPLIT_SEED = 42
 
 
+@dataclass(frozen=True)
+class Options(DatasetOptions):
+    """LRA Pathfinder / Path-X."""
+
+    resolution: int = 32  # image side: 32, 64, 128 (Path-X) or 256
+    contour: int = 14  # contour length: 6, 9 or 14 (LRA "hard")
+    normalize: bool = False  # map pixels to [-1, 1] instead of [0, 1]
+
+
 def options(cfg) -> tuple[int, int]:
     """(image side, contour length) from the config, validated."""
-    size = opt(cfg, "resolution", 32)
-    contour = opt(cfg, "contour", 14)
+    size = cfg.resolution
+    contour = cfg.contour
     if size not in SIZES:
         raise ValueError(f"data.resolution must be one of {SIZES} for pathfinder (got {size}): pass --data.resolution N")
     if contour not in DIFFICULTY:
@@ -188,4 +199,4 @@ def load(cfg, split: str) -> PixelSource:
     size, contour = options(cfg)
     a = _arrays(data_root(cfg), size, contour)
     idx = split_indices(len(a["labels"]))[split]
-    return PixelSource(a["pixels"], a["labels"], idx, bool(opt(cfg, "normalize", False)))
+    return PixelSource(a["pixels"], a["labels"], idx, bool(cfg.normalize))

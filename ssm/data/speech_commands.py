@@ -20,6 +20,7 @@ state-spaces/s4 ``datasets/sc.py``:
 from __future__ import annotations
 
 import types
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +31,12 @@ from ssm.data._files import (
     cached,
     check_split,
     data_root,
-    opt,
     read_wav,
     source,
 )
 from ssm.data.base import DatasetInfo
 from ssm.data import validate
+from ssm.data.options import DatasetOptions
 
 ALL_CLASSES = (
     "bed cat down five forward go house left marvin no on right sheila tree up visual yes backward bird "
@@ -202,27 +203,36 @@ def _features(name: str, root: Path, use_mfcc: bool) -> dict[str, np.ndarray]:
     return cached(root, f"{name}-mfcc", {}, sources, build)
 
 
+@dataclass(frozen=True)
+class Options(DatasetOptions):
+    """Speech Commands (SC35 / SC10)."""
+
+    mfcc: bool = False  # 20 MFCCs x 161 frames instead of the 16 kHz waveform
+    resolution: int = 1  # keep every r-th sample (zero-shot evaluation at 16/r kHz)
+
+
 def _module(name: str) -> types.ModuleType:
     m = types.ModuleType(f"ssm.data.speech_commands.{name}", f"Speech Commands '{name}' (see ssm.data.speech_commands).")
     n_classes = 35 if name == "sc35" else 10
 
     def info(cfg) -> DatasetInfo:
-        if opt(cfg, "mfcc", False):
+        if cfg.mfcc:
             return DatasetInfo(task="classification", d_input=N_MFCC, d_output=n_classes, seq_len=LENGTH // HOP + 1)
-        r = opt(cfg, "resolution", 1)
+        r = cfg.resolution
         return DatasetInfo(task="classification", d_input=1, d_output=n_classes, seq_len=-(-LENGTH // r))
 
     def load(cfg, split: str):
         check_split(split)
-        a = _features(name, data_root(cfg), bool(opt(cfg, "mfcc", False)))
+        a = _features(name, data_root(cfg), bool(cfg.mfcc))
         sel = a["split"] == ("train", "val", "test").index(split)
         x = a["x"][sel]
-        r = opt(cfg, "resolution", 1)
-        if r > 1 and not opt(cfg, "mfcc", False):
+        r = cfg.resolution
+        if r > 1 and not cfg.mfcc:
             x = x[:, ::r]
         return source(inputs=x, targets=a["y"][sel])
 
     m.info, m.load = info, load
+    m.Options = Options
     return m
 
 

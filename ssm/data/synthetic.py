@@ -19,12 +19,14 @@ Copying targets are the M tokens only, scored against the model's last M outputs
 
 from __future__ import annotations
 
+import dataclasses
 import types
 
 import numpy as np
 
-from ssm.data._files import check_split, opt, source
+from ssm.data._files import check_split, source
 from ssm.data.base import DatasetInfo
+from ssm.data.options import DatasetOptions
 
 DEFAULTS = {
     "copying": dict(seq_len=None, n_memorize=1024, lag=0, n_tokens=64, n_train=10000, n_eval=1000),
@@ -33,17 +35,27 @@ DEFAULTS = {
     "delay": dict(seq_len=4000, lag=1000, n_train=16384, n_eval=1024),
 }
 DELAY_DT, DELAY_FREQ = 2.5e-4, 1000.0
+_TYPES = {"seq_len": "int", "n_memorize": "int", "lag": "int", "n_tokens": "int", "n_train": "int", "n_eval": "int"}
+
+
+def _options(task: str) -> type[DatasetOptions]:
+    """The task's options: exactly the fields of its ``DEFAULTS`` row, with those defaults (copying's
+    ``seq_len`` is derived, 2·n_memorize + lag, and may be left ``None``)."""
+    fields = [(k, "int | None" if v is None else _TYPES[k], dataclasses.field(default=v)) for k, v in DEFAULTS[task].items()]
+    cls = dataclasses.make_dataclass(f"{task}_options", fields, bases=(DatasetOptions,), frozen=True)
+    cls.__doc__, cls.__module__ = f"Synthetic task {task!r}.", __name__
+    return cls
 
 
 def _o(cfg, task, name):
-    return opt(cfg, name, DEFAULTS[task][name])
+    return getattr(cfg, name)
 
 
 def _seq_len(cfg, task) -> int:
     if task == "copying":
         m, lag = _o(cfg, task, "n_memorize"), _o(cfg, task, "lag")
         want = 2 * m + lag
-        L = opt(cfg, "seq_len", want)
+        L = want if cfg.seq_len is None else cfg.seq_len
         if L != want:
             raise ValueError(f"copying: seq_len must be 2·n_memorize + lag = {want} (got {L}); set --data.lag or --data.n-memorize")
         return want
@@ -107,7 +119,7 @@ def delay(rng, n, L, lag) -> dict[str, np.ndarray]:
 
 def generate(task: str, cfg, split: str) -> dict[str, np.ndarray]:
     check_split(split)
-    seed = opt(cfg, "seed", 0)
+    seed = cfg.seed
     rng = np.random.default_rng([seed, ("train", "val", "test").index(split), 0x5EED])
     n = _o(cfg, task, "n_train") if split == "train" else _o(cfg, task, "n_eval")
     L = _seq_len(cfg, task)
@@ -135,6 +147,7 @@ def _module(name: str) -> types.ModuleType:
     m = types.ModuleType(f"ssm.data.synthetic.{name}", f"Synthetic task '{name}' (see ssm.data.synthetic).")
     m.info = lambda cfg: info_of(name, cfg)
     m.load = lambda cfg, split: source(**generate(name, cfg, split))
+    m.Options = _options(name)
     return m
 
 

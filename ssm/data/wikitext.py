@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import types
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +29,11 @@ from ssm.data._files import (
     cached,
     check_split,
     data_root,
-    opt,
     source,
 )
 from ssm.data.base import DatasetInfo
 from ssm.data import validate
+from ssm.data.options import DatasetOptions, with_defaults
 
 SEQ_LEN = {"wt103": 8192, "wt2": 512}
 FOLDERS = {
@@ -121,20 +122,28 @@ def windows(stream: np.ndarray, L: int) -> dict[str, np.ndarray]:
     return {"inputs": x, "targets": y, "lengths": lengths}
 
 
+@dataclass(frozen=True)
+class Options(DatasetOptions):
+    """WikiText (word-level language modelling)."""
+
+    seq_len: int = 512  # tokens per training window
+
+
 def _module(name: str) -> types.ModuleType:
     m = types.ModuleType(f"ssm.data.wikitext.{name}", f"WikiText '{name}' (see ssm.data.wikitext).")
 
     def info(cfg) -> DatasetInfo:
         vocab = [str(v) for v in _arrays(data_root(cfg), name)["vocab"]]
-        return DatasetInfo(task="lm", d_input=len(vocab), d_output=len(vocab), seq_len=opt(cfg, "seq_len", SEQ_LEN[name]),
+        return DatasetInfo(task="lm", d_input=len(vocab), d_output=len(vocab), seq_len=cfg.seq_len,
                            tokens=True, vocab=vocab)  # fmt: skip
 
     def load(cfg, split: str):
         check_split(split)
         stream = _arrays(data_root(cfg), name)[split]
-        return source(**windows(stream, opt(cfg, "seq_len", SEQ_LEN[name])))
+        return source(**windows(stream, cfg.seq_len))
 
     m.info, m.load = info, load
+    m.Options = with_defaults(Options, name, seq_len=SEQ_LEN[name])
     return m
 
 
