@@ -757,7 +757,11 @@ def parse_model_set(items: list[str]) -> dict:
 
     from ssm.config import ModelConfig
 
-    fields = sorted(f.name for f in dataclasses.fields(ModelConfig))
+    from ssm.layer_configs import LAYER_CONFIGS
+
+    # The backbone's fields and every layer's options (ModelConfig accepts the flat names).
+    fields = sorted({f.name for f in dataclasses.fields(ModelConfig)}
+                    | {f.name for c in LAYER_CONFIGS for f in dataclasses.fields(c)})
     out = {}
     for item in items:
         key, sep, raw = item.partition("=")

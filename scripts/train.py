@@ -164,23 +164,25 @@ def parse(argv: list[str] | None = None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    name, cfg = parse(argv)
-    from ssm.train import TrainingDiverged, train
-
-    print(f"[ssm] preset {name}; run dir {cfg.train.run_dir}", flush=True)
+    # Ctrl-C anywhere (parsing, imports, start-up) ends with exit 130; inside train() the loop saves first.
     try:
+        name, cfg = parse(argv)
+        from ssm.train import TrainingDiverged, train
+
+        print(f"[ssm] preset {name}; run dir {cfg.train.run_dir}", flush=True)
         train(cfg)
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
-        print("[ssm] stopped by Ctrl-C; rerun the same command to resume", file=sys.stderr)
+        print("[ssm] stopped by Ctrl-C (or SIGTERM); rerun the same command to resume", file=sys.stderr)
         return 130
     except ValueError as e:
+        # Expected failures carry their own exit code (ssm.train.errors: 4 another run's config, 5 unusable run
+        # directory, 6 missing data); other bad input is 2.
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_code", 2)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

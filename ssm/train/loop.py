@@ -135,7 +135,7 @@ def _build(model_cfg: ModelConfig, optim_cfg: OptimConfig, data_cfg: DataConfig,
         traceable = True
     except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError) as e:
         # A layer constructor that needs concrete values: build eagerly (costs one real init).
-        warnings.warn(f"the {model_cfg.layer!r} layer cannot be constructed under tracing "
+        warnings.warn(f"the {str(model_cfg.layer)!r} layer cannot be constructed under tracing "
                       f"({type(e).__name__}); initialising eagerly", RuntimeWarning, stacklevel=2)  # fmt: skip
         traceable = False
         abstract_model = _shapes(make_model(model_cfg, info, key=jax.random.PRNGKey(0))[0])

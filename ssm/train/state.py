@@ -49,7 +49,7 @@ def abstract_model(model_cfg: ModelConfig, info: DatasetInfo) -> tuple[Any, Any]
     try:
         return eqx.filter_eval_shape(make_model, model_cfg, info, key=jax.random.PRNGKey(0))
     except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError) as e:
-        warnings.warn(f"the {model_cfg.layer!r} layer cannot be constructed under tracing ({type(e).__name__}); "
+        warnings.warn(f"the {str(model_cfg.layer)!r} layer cannot be constructed under tracing ({type(e).__name__}); "
                       "initialising eagerly", RuntimeWarning, stacklevel=2)  # fmt: skip
         real = make_model(model_cfg, info, key=jax.random.PRNGKey(0))
         return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype) if eqx.is_array(a) else a, real)
