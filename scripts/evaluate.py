@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=1.0, help="relative sampling rate: every layer's step is rate x Δ")
     p.add_argument("--resolution", type=int, default=None, help="override data.resolution (subsampling factor)")
     p.add_argument("--weights", default=None, choices=["ema", "raw"],
-                   help="ema: the moving average of the weights (the default when the run kept one); raw: the trained weights")  # fmt: skip
+                   help="ema: the moving average of the weights (the default when the run kept one); "
+                   "raw: the trained weights")  # fmt: skip
     a = p.parse_args(argv)
     try:
         out = evaluate_run(a.run_dir, a.split, a.checkpoint, a.data_root, a.rate, a.resolution, a.weights)

@@ -46,7 +46,8 @@ def test_ema_update_is_the_official_recursion_float64():
     k, d = 5, 0.9
     ws = [rng.normal(size=(3, 2)) for _ in range(k + 1)]  # θ_0 (init) .. θ_k
     vs = [rng.normal(size=(4,)).astype(np.float32) for _ in range(k + 1)]
-    toys = [_Toy(jnp.asarray(w), jnp.asarray(v), jnp.asarray(i, jnp.int32), "toy") for i, (w, v) in enumerate(zip(ws, vs))]
+    toys = [_Toy(jnp.asarray(w), jnp.asarray(v), jnp.asarray(i, jnp.int32), "toy")
+            for i, (w, v) in enumerate(zip(ws, vs, strict=True))]
     ema = toys[0]
     step = jax.jit(ema_update, static_argnums=2)
     for s in range(k):  # the step from count s to s + 1 made toys[s + 1]
@@ -132,14 +133,19 @@ def test_ema_resumes_bit_identically_evaluates_and_loads_the_average(tmp_path):
 
 
 def test_off_by_default_and_a_run_recorded_without_the_field_resumes(tmp_path):
+    from test_train import _InterruptAt
+
     import ssm
 
     assert OptimConfig().ema_decay is None
-    cfg = tiny_config(tmp_path / "run", optim=dict(decay_steps=24), train=dict(steps=8, eval_every=0))
-    train(cfg, verbose=False)
+    cfg = tiny_config(tmp_path / "run", train=dict(steps=8, eval_every=0))
+    tracker = _InterruptAt(os.path.join(cfg.train.run_dir, "metrics.jsonl"), at=4)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tracker=tracker, verbose=False)
+    tracker.close()
     state, _ = load_state(cfg)
-    assert state.ema is None
-    assert not os.path.exists(os.path.join(cfg.train.run_dir, "checkpoints", "8", "ema"))
+    assert int(state.step) == 4 and state.ema is None
+    assert not os.path.exists(os.path.join(cfg.train.run_dir, "checkpoints", "4", "ema"))
     # a run directory written before optim.ema_decay existed: its config.json lacks the field
     path = os.path.join(cfg.train.run_dir, "config.json")
     with open(path) as f:
@@ -147,12 +153,11 @@ def test_off_by_default_and_a_run_recorded_without_the_field_resumes(tmp_path):
     del d["optim"]["ema_decay"]
     with open(path, "w") as f:
         json.dump(d, f)
-    longer = tiny_config(tmp_path / "run", optim=dict(decay_steps=24),
-                         train=dict(steps=12, eval_every=0, allow_resume_changes=True))  # fmt: skip
-    train(longer, verbose=False)
-    assert sorted(train_losses(cfg.train.run_dir)) == list(range(1, 13))
+    train(cfg, verbose=False)  # resumes
+    assert sorted(train_losses(cfg.train.run_dir)) == list(range(1, 9))
     model, _ = ssm.load(cfg.train.run_dir, checkpoint="latest")  # the trained weights
-    state, _ = load_state(longer)
+    state, _ = load_state(cfg)
+    assert int(state.step) == 8
     for x, y in zip(leaves(model.net), leaves(state.model), strict=True):
         np.testing.assert_array_equal(x, y)
     with pytest.raises(ValueError, match="no EMA of the weights"):

@@ -6,8 +6,8 @@ its ``eqx.nn.State``: everything inference needs, restored without building an o
 (the rest of the :class:`~ssm.train.state.TrainState`: step, optimizer state, RNG key), ``ema`` (only
 with ``--optim.ema-decay``: the moving average of the model's arrays, structured like ``model``'s
 ``"model"`` entry), ``data`` (the Grain iterator position, one file per process) and ``meta`` (JSON: step,
-best metric, the resolved config). Checkpoints written before the ``model`` item existed hold the whole TrainState in ``state``;
-they are still read.
+best metric, the resolved config). Checkpoints written before the ``model`` item existed hold the whole
+TrainState in ``state``; they are still read.
 
 Saves are atomic (Orbax writes a temporary directory and renames it when complete, and removes the
 checkpoints that fall out of ``keep`` only after that), so a run killed during a save keeps its

@@ -8,7 +8,9 @@ checkpoint (:class:`~ssm.train.best.BestTracker`) and saving on the cadence of
 :class:`~ssm.train.checkpoint.Checkpoints`. It stops with :class:`TrainingDiverged` on a non-finite loss
 or parameters (no checkpoint of the bad state is written). SIGINT (Ctrl-C) and SIGTERM (preemption), at
 any time, save a checkpoint of the last finished step when there is one and raise ``KeyboardInterrupt``
-(:class:`~ssm.train.errors.Preempted` for SIGTERM); see :mod:`ssm.train.signals`. Expected failures
+(:class:`~ssm.train.errors.Preempted` for SIGTERM); see :mod:`ssm.train.signals`. With
+``--optim.ema-decay`` every validation, the final evaluations and the best-checkpoint choice use the moving
+average of the weights (:attr:`~ssm.train.state.TrainState.eval_model`, :mod:`ssm.train.ema`). Expected failures
 raise a :class:`~ssm.train.errors.RunError` with a one-line message and an ``exit_code``.
 
 Multi-host: with ``train.distributed`` it calls ``jax.distributed.initialize()`` (auto-detected on
