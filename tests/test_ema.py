@@ -117,6 +117,15 @@ def test_ema_resumes_bit_identically_evaluates_and_loads_the_average(tmp_path):
     m_ema = evaluate(a.ema, a.model_state, src, **kw)
     m_raw = evaluate(a.model, a.model_state, src, **kw)
     assert res["test"] == m_ema and m_raw["loss"] != m_ema["loss"]
+    # the best checkpoint was chosen on the validation metric of its averaged weights
+    best, meta = load_state(straight, which="best")
+    m_best = evaluate(best.ema, best.model_state, run.dataset.load(straight.data, "val"), **kw)
+    assert meta["best"]["step"] == int(best.step) and meta["best"]["value"] == m_best[meta["best"]["metric"]]
+    from ssm.train.tracker import read_metrics
+
+    logged = [e for e in read_metrics(straight.train.run_dir) if e["split"] == "val" and e["step"] == int(best.step)]
+    m_best_raw = evaluate(best.model, best.model_state, run.dataset.load(straight.data, "val"), **kw)
+    assert logged[-1]["loss"] == pytest.approx(m_best["loss"], rel=1e-12) and m_best_raw["loss"] != m_best["loss"]
 
     # ssm.load and scripts/evaluate.py: the average by default, the trained weights on request
     model, _ = ssm.load(straight.train.run_dir, checkpoint="latest")
