@@ -8,8 +8,9 @@ rebuilt with its training-time sizes (S4's ``l_max`` stays the training sequence
 whose ``data.resolution`` is not a subsampling factor.
 
 Restores the best checkpoint (by validation metric; the latest if there is no readable best one) without
-building an optimizer, and prints ``{"run_dir": .., "step": .., "split": .., "metrics": {..}}`` as JSON on
-stdout.
+building an optimizer, and prints ``{"run_dir": .., "step": .., "split": .., "weights": .., "metrics": {..}}``
+as JSON on stdout. A run trained with ``--optim.ema-decay`` is evaluated with its moving average of the
+weights (what its validation used); ``--weights raw`` evaluates the trained weights instead.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def _subsampling(dataset, data_cfg, resolution: int) -> bool:
 
 
 def evaluate_run(run_dir: str, split: str = "test", checkpoint: str = "best", data_root: str | None = None,
-                 rate: float = 1.0, resolution: int | None = None) -> dict:  # fmt: skip
+                 rate: float = 1.0, resolution: int | None = None, weights: str | None = None) -> dict:  # fmt: skip
     import dataclasses
 
     import jax
@@ -60,7 +61,7 @@ def evaluate_run(run_dir: str, split: str = "test", checkpoint: str = "best", da
     mesh = make_mesh(n_dev)
     replicated, sharded = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
     model, model_state, cfg, info, meta, which = restore(run_dir, checkpoint=checkpoint, data_root=data_root,
-                                                         sharding=replicated, cfg=cfg)  # fmt: skip
+                                                         sharding=replicated, cfg=cfg, weights=weights)  # fmt: skip
     dataset = get_dataset(cfg.data.name)
     data_cfg = cfg.data
     if resolution is not None and resolution != (cfg.data.resolution or 1):
@@ -77,7 +78,7 @@ def evaluate_run(run_dir: str, split: str = "test", checkpoint: str = "best", da
     metrics = evaluate(model, model_state, dataset.load(data_cfg, split), task=info.task,
                        batch_size=cfg.data.eval_batch_size, to_global=to_global, max_batches=cfg.train.eval_batches,
                        bucket=cfg.data.length_bucket)  # fmt: skip
-    return {"run_dir": run_dir, "checkpoint": which, "step": int(meta["step"]), "split": split, "rate": rate,
+    return {"run_dir": run_dir, "checkpoint": which, "step": int(meta["step"]), "split": split, "weights": meta["weights"], "rate": rate,
             "resolution": data_cfg.resolution, "metrics": metrics}  # fmt: skip
 
 
@@ -89,9 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", default=None, help="override data.root of the saved config")
     p.add_argument("--rate", type=float, default=1.0, help="relative sampling rate: every layer's step is rate x Δ")
     p.add_argument("--resolution", type=int, default=None, help="override data.resolution (subsampling factor)")
+    p.add_argument("--weights", default=None, choices=["ema", "raw"],
+                   help="ema: the moving average of the weights (the default when the run kept one); "
+                   "raw: the trained weights")  # fmt: skip
     a = p.parse_args(argv)
     try:
-        out = evaluate_run(a.run_dir, a.split, a.checkpoint, a.data_root, a.rate, a.resolution)
+        out = evaluate_run(a.run_dir, a.split, a.checkpoint, a.data_root, a.rate, a.resolution, a.weights)
     except (FileNotFoundError, ValueError) as e:  # RunError (a damaged run directory) is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2

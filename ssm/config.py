@@ -256,6 +256,10 @@ class OptimConfig:
     ``plateau`` (PyTorch's ReduceLROnPlateau stepped at each validation on the best-checkpoint metric:
     × ``gamma`` after more than ``patience`` validations without a 1e-4 relative improvement, down to
     ``min_lr_ratio`` × peak).
+
+    ``ema_decay`` (None: off) keeps an exponential moving average of the weights, updated after every
+    optimizer step (:mod:`ssm.train.ema`); validation, test, best-checkpoint selection and ``ssm.load`` then
+    use the averaged weights.
     """
 
     lr: float = 1e-3  # peak learning rate of the non-SSM parameters
@@ -275,6 +279,7 @@ class OptimConfig:
     patience: int = 10  # plateau: validations without improvement tolerated before a reduction
     clip_norm: float | None = None  # global-norm gradient clipping (None: off)
     grad_accum: int = 1  # split each batch into this many micro-batches, one optimizer step
+    ema_decay: float | None = None  # EMA of the weights: ema <- d*ema + (1-d)*params per step (None: off)
 
     def __post_init__(self) -> None:
         _nonneg("optim.lr", self.lr)
@@ -302,6 +307,9 @@ class OptimConfig:
         _positive("optim.grad_accum", self.grad_accum)
         _check(0.0 <= self.b1 < 1.0, "optim.b1", "must be in [0, 1)", self.b1)
         _check(0.0 <= self.b2 < 1.0, "optim.b2", "must be in [0, 1)", self.b2)
+        if self.ema_decay is not None:
+            _check(0.0 < self.ema_decay < 1.0, "optim.ema_decay",
+                   "must be in (0, 1), e.g. 0.999 (unset: no EMA)", self.ema_decay)  # fmt: skip
 
 
 @dataclass(frozen=True)

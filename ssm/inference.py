@@ -159,6 +159,7 @@ def restore(
     data_root: str | None = None,
     sharding: Any = None,
     cfg: Config | None = None,
+    weights: str | None = None,
 ) -> tuple[Any, Any, Config, Any, dict[str, Any], str]:
     """The one path from a run directory to its trained model (used by :func:`load` and
     ``scripts/evaluate.py``): ``(model, model_state, cfg, info, meta, which)``.
@@ -167,7 +168,10 @@ def restore(
     training sequence length, the length its ``C̃`` is defined for) and its ``model`` checkpoint item
     restored without building an optimizer: the best checkpoint, else the latest (``checkpoint="latest"``:
     only the latest; ``step``: that step). Unreadable checkpoints are skipped with a ``CheckpointWarning``.
-    ``cfg`` is the run's config when the caller has already read it (:func:`read_config`).
+    ``cfg`` is the run's config when the caller has already read it (:func:`read_config`). ``weights``:
+    a run trained with ``--optim.ema-decay`` gives its exponential moving average of the weights (the
+    weights its validation and test used) unless ``weights="raw"``; ``"ema"`` refuses a run without one.
+    ``meta["weights"]`` says which were restored.
     """
     import dataclasses
 
@@ -188,7 +192,7 @@ def restore(
     try:
         (model, model_state), meta, which = ckpt.restore_model(
             abstract_model(cfg.model, info), checkpoint=checkpoint, step=step, sharding=sharding,
-            legacy_state=lambda: _abstract_train_state(cfg, info),
+            legacy_state=lambda: _abstract_train_state(cfg, info), weights=weights,
         )  # fmt: skip
     finally:
         ckpt.close()
@@ -196,7 +200,12 @@ def restore(
 
 
 def load(
-    run_dir: str, step: int | None = None, *, checkpoint: str = "best", data_root: str | None = None
+    run_dir: str,
+    step: int | None = None,
+    *,
+    checkpoint: str = "best",
+    data_root: str | None = None,
+    weights: str | None = None,
 ) -> tuple[InferenceModel, Config]:
     """``(model, cfg)`` of a run directory.
 
@@ -205,9 +214,11 @@ def load(
     N (kept as latest or best). The arrays are placed on ``jax.devices()[0]`` whatever the device count
     the run was saved with; their dtype follows this process's ``jax_enable_x64`` setting. ``data_root``
     overrides ``data.root`` (datasets whose sizes come from their files, e.g. a vocabulary, read them).
-    No optimizer is built (see :func:`restore`).
+    A run trained with ``--optim.ema-decay`` gives its moving average of the weights (``weights="raw"``:
+    the trained weights; ``"ema"``: refuse a run without an average). No optimizer is built (see
+    :func:`restore`).
     """
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     model, model_state, cfg, info, _, _ = restore(run_dir, step, checkpoint=checkpoint, data_root=data_root,
-                                                  sharding=device)  # fmt: skip
+                                                  sharding=device, weights=weights)  # fmt: skip
     return InferenceModel(eqx.nn.inference_mode(model), model_state, info.task), cfg

@@ -3,10 +3,11 @@
 
 A checkpoint is one Orbax ``Composite`` with named items: ``model`` (the arrays of the model and of
 its ``eqx.nn.State``: everything inference needs, restored without building an optimizer), ``state``
-(the rest of the :class:`~ssm.train.state.TrainState`: step, optimizer state, RNG key), ``data`` (the
-Grain iterator position, one file per process) and ``meta`` (JSON: step, best metric, the resolved
-config). Checkpoints written before the ``model`` item existed hold the whole TrainState in ``state``;
-they are still read.
+(the rest of the :class:`~ssm.train.state.TrainState`: step, optimizer state, RNG key), ``ema`` (only
+with ``--optim.ema-decay``: the moving average of the model's arrays, structured like ``model``'s
+``"model"`` entry), ``data`` (the Grain iterator position, one file per process) and ``meta`` (JSON: step,
+best metric, the resolved config). Checkpoints written before the ``model`` item existed hold the whole
+TrainState in ``state``; they are still read.
 
 Saves are atomic (Orbax writes a temporary directory and renames it when complete, and removes the
 checkpoints that fall out of ``keep`` only after that), so a run killed during a save keeps its
@@ -87,10 +88,11 @@ def _silence_library_noise() -> None:
     logging.getLogger("asyncio").addFilter(_OrbaxTaskFilter())
 
 
-def _split(state: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A TrainState (abstract or concrete) -> its ``model`` item and its ``state`` item."""
+def _split(state: Any) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """A TrainState (abstract or concrete) -> its ``model`` item, its ``state`` item and its ``ema`` item
+    (None without an EMA)."""
     return ({"model": state.model, "model_state": state.model_state},
-            {"step": state.step, "opt_state": state.opt_state, "key": state.key})  # fmt: skip
+            {"step": state.step, "opt_state": state.opt_state, "key": state.key}, state.ema)  # fmt: skip
 
 
 class Checkpoints:
@@ -133,7 +135,7 @@ class Checkpoints:
         """Save ``state`` (its arrays), the iterator position and ``meta`` at step ``meta["step"]``;
         also as the best checkpoint when ``best`` (written first)."""
         step = int(meta["step"])
-        model, rest = _split(eqx.filter(state, eqx.is_array))
+        model, rest, ema = _split(eqx.filter(state, eqx.is_array))
         for which in ("best", "latest") if best else ("latest",):
             mngr = self.managers[which]
             if step in self._damaged[which]:  # skipped on restore as unreadable: replace it
@@ -148,6 +150,8 @@ class Checkpoints:
             self._saved[which].add(step)
             items = {"model": ocp.args.StandardSave(model), "state": ocp.args.StandardSave(rest),
                      "meta": ocp.args.JsonSave(meta)}  # fmt: skip
+            if ema is not None:
+                items["ema"] = ocp.args.StandardSave(ema)
             if data_iter is not None:
                 items["data"] = grain.checkpoint.CheckpointSave(data_iter)
             mngr.save(step, args=ocp.args.Composite(**items), force=True)
@@ -162,8 +166,11 @@ class Checkpoints:
         warnings.warn(f"checkpoint step {step} at {path} is unreadable ({type(e).__name__}: {msg}); skipping it",
                       CheckpointWarning, stacklevel=3)  # fmt: skip
 
+    def _has_item(self, which: str, step: int, item: str) -> bool:
+        return os.path.isdir(os.path.join(self.dirs[which], str(step), item))
+
     def _has_model_item(self, which: str, step: int) -> bool:
-        return os.path.isdir(os.path.join(self.dirs[which], str(step), "model"))
+        return self._has_item(which, step, "model")
 
     def restore(
         self,
@@ -178,8 +185,10 @@ class Checkpoints:
         ``abstract_state`` gives the structure, shapes and dtypes; ``make_iter()`` builds a fresh data
         iterator that is moved to the saved position (omit it to skip the data item)."""
         mngr = self.managers[which]
-        model_t, model_s = restore_target(_split(abstract_state)[0], sharding)
-        rest_t, rest_s = restore_target(_split(abstract_state)[1], sharding)
+        model_abs, rest_abs, ema_abs = _split(abstract_state)
+        model_t, model_s = restore_target(model_abs, sharding)
+        rest_t, rest_s = restore_target(rest_abs, sharding)
+        ema_t, ema_s = restore_target(ema_abs, sharding)
         whole_t, whole_s = restore_target(abstract_state, sharding)
         for step in sorted(mngr.all_steps(), reverse=True):
             it = make_iter() if make_iter is not None else None
@@ -187,11 +196,15 @@ class Checkpoints:
             items = {"meta": ocp.args.JsonRestore()}
             if new_layout:
                 items.update(model=ocp.args.StandardRestore(model_t), state=ocp.args.StandardRestore(rest_t))
+                if ema_abs is not None:
+                    items["ema"] = ocp.args.StandardRestore(ema_t)
             else:
                 items["state"] = ocp.args.StandardRestore(whole_t)
             if it is not None:
                 items["data"] = grain.checkpoint.CheckpointRestore(it)
             try:
+                if ema_abs is not None and not self._has_item(which, step, "ema"):
+                    raise ValueError("it holds no 'ema' item (written without --optim.ema-decay)")
                 r = mngr.restore(step, args=ocp.args.Composite(**items))
             except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is skipped
                 self._skip(which, step, e)
@@ -203,7 +216,8 @@ class Checkpoints:
                 continue
             if new_layout:
                 m, s = eqx.combine(r["model"], model_s), eqx.combine(r["state"], rest_s)
-                state = type(abstract_state)(s["step"], m["model"], m["model_state"], s["opt_state"], s["key"])
+                ema = None if ema_abs is None else eqx.combine(r["ema"], ema_s)
+                state = type(abstract_state)(s["step"], m["model"], m["model_state"], s["opt_state"], s["key"], ema)
             else:
                 state = eqx.combine(r["state"], whole_s)
             self.last_saved = step if which == "latest" else self.last_saved
@@ -218,14 +232,20 @@ class Checkpoints:
         step: int | None = None,
         sharding: Any = None,
         legacy_state: Callable[[], Any] | None = None,
+        weights: str | None = None,
     ) -> tuple[tuple[Any, Any], dict[str, Any], str]:
         """``((model, model_state), meta, which)``: the best checkpoint, else the latest one (or only the
         latest, ``checkpoint="latest"``; or the checkpoint of ``step``), without any optimizer.
+        ``weights``: ``None`` gives the EMA of the weights when the checkpoint holds one (a run with
+        ``--optim.ema-decay``), else the trained weights; ``"ema"`` requires the EMA; ``"raw"`` gives the
+        trained weights. ``meta["weights"]`` says which (``"ema"`` or ``"raw"``).
         ``legacy_state()`` gives the abstract TrainState of checkpoints written before the ``model`` item
         (it builds the optimizer; omit it to skip them). Raises ``FileNotFoundError`` / ``ValueError``
         naming what is missing."""
         if checkpoint not in ("best", "latest"):
             raise ValueError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}")
+        if weights not in (None, "ema", "raw"):
+            raise ValueError(f"weights must be 'ema' or 'raw' (or None: the EMA when there is one), got {weights!r}")
         order = ["best", "latest"] if checkpoint == "best" else ["latest"]
         if step is not None:
             order = [w for w in ("latest", "best") if step in self.steps(w)]
@@ -238,19 +258,28 @@ class Checkpoints:
             for s in sorted(self.steps(which), reverse=True):
                 if step is not None and s != step:
                     continue
+                has_ema = self._has_item(which, s, "ema")
+                if weights == "ema" and not has_ema:
+                    raise ValueError(f"checkpoint {os.path.join(self.dirs[which], str(s))} holds no EMA of the "
+                                     "weights (the run had no --optim.ema-decay): ask for the raw weights")  # fmt: skip
                 try:
                     if self._has_model_item(which, s):
-                        r = self.managers[which].restore(s, args=ocp.args.Composite(
-                            model=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))  # fmt: skip
+                        items = {"model": ocp.args.StandardRestore(target), "meta": ocp.args.JsonRestore()}
+                        use_ema = has_ema and weights != "raw"
+                        if use_ema:  # the average replaces the trained weights; BatchNorm statistics stay
+                            items["ema"] = ocp.args.StandardRestore(target["model"])
+                        r = self.managers[which].restore(s, args=ocp.args.Composite(**items))
                         m = eqx.combine(r["model"], static)
-                        return (m["model"], m["model_state"]), dict(r["meta"]), which
+                        net = eqx.combine(r["ema"], static["model"]) if use_ema else m["model"]
+                        meta = dict(r["meta"], weights="ema" if use_ema else "raw")
+                        return (net, m["model_state"]), meta, which
                     if legacy_state is None:
                         raise ValueError("written before the 'model' item existed")
                     whole_t, whole_s = restore_target(legacy_state(), sharding)
                     r = self.managers[which].restore(s, args=ocp.args.Composite(
                         state=ocp.args.StandardRestore(whole_t), meta=ocp.args.JsonRestore()))  # fmt: skip
                     st = eqx.combine(r["state"], whole_s)
-                    return (st.model, st.model_state), dict(r["meta"]), which
+                    return (st.model, st.model_state), dict(r["meta"], weights="raw"), which
                 except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is skipped
                     self._skip(which, s, e)
         run_dir = os.path.dirname(self.dirs["latest"])

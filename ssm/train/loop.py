@@ -8,7 +8,9 @@ checkpoint (:class:`~ssm.train.best.BestTracker`) and saving on the cadence of
 :class:`~ssm.train.checkpoint.Checkpoints`. It stops with :class:`TrainingDiverged` on a non-finite loss
 or parameters (no checkpoint of the bad state is written). SIGINT (Ctrl-C) and SIGTERM (preemption), at
 any time, save a checkpoint of the last finished step when there is one and raise ``KeyboardInterrupt``
-(:class:`~ssm.train.errors.Preempted` for SIGTERM); see :mod:`ssm.train.signals`. Expected failures
+(:class:`~ssm.train.errors.Preempted` for SIGTERM); see :mod:`ssm.train.signals`. With
+``--optim.ema-decay`` every validation, the final evaluations and the best-checkpoint choice use the moving
+average of the weights (:attr:`~ssm.train.state.TrainState.eval_model`, :mod:`ssm.train.ema`). Expected failures
 raise a :class:`~ssm.train.errors.RunError` with a one-line message and an ``exit_code``.
 
 Multi-host: with ``train.distributed`` it calls ``jax.distributed.initialize()`` (auto-detected on
@@ -106,7 +108,7 @@ class Run:
     def evaluate(self, state: TrainState, split: str, source: Any = None,
                  heartbeat: Callable[[], None] | None = None) -> dict[str, float]:  # fmt: skip
         src = self.dataset.load(self.cfg.data, split) if source is None else source
-        return evaluate(state.model, state.model_state, src, task=self.info.task,
+        return evaluate(state.eval_model, state.model_state, src, task=self.info.task,
                         batch_size=self.cfg.data.eval_batch_size, to_global=self.to_global,
                         max_batches=self.cfg.train.eval_batches, bucket=self.cfg.data.length_bucket,
                         heartbeat=heartbeat)  # fmt: skip
@@ -140,21 +142,22 @@ def _build(model_cfg: ModelConfig, optim_cfg: OptimConfig, data_cfg: DataConfig,
         traceable = False
         abstract_model = _shapes(make_model(model_cfg, info, key=jax.random.PRNGKey(0))[0])
     tx, schedules = make_optimizer(abstract_model, optim_cfg, steps)
+    ema = optim_cfg.ema_decay is not None
     if traceable:
         init_fn = jax.jit(
-            lambda k: eqx.filter(init_state(model_cfg, info, tx, k), eqx.is_array), out_shardings=replicated
+            lambda k: eqx.filter(init_state(model_cfg, info, tx, k, ema), eqx.is_array), out_shardings=replicated
         )
-        abstract = abstract_state(model_cfg, info, tx)
+        abstract = abstract_state(model_cfg, info, tx, ema)
     else:
 
         def init_fn(k):
-            arrays = eqx.filter(init_state(model_cfg, info, tx, k), eqx.is_array)
+            arrays = eqx.filter(init_state(model_cfg, info, tx, k, ema), eqx.is_array)
             return jax.tree_util.tree_map(
                 lambda a: jax.make_array_from_process_local_data(replicated, np.asarray(a)), arrays
             )
 
-        abstract = _shapes(init_state(model_cfg, info, tx, jax.random.PRNGKey(0)))
-    train_step = make_train_step(tx, info.task, optim_cfg.grad_accum, replicated)
+        abstract = _shapes(init_state(model_cfg, info, tx, jax.random.PRNGKey(0), ema))
+    train_step = make_train_step(tx, info.task, optim_cfg.grad_accum, replicated, optim_cfg.ema_decay)
     return dict(
         info=info,
         mesh=mesh,

@@ -182,7 +182,8 @@ def check_config(cfg: Config) -> None:
     recorded = read_config_dict(run_dir)
     if recorded is None:
         return  # checkpoints without any recorded config: restoring them checks their structure
-    # Through config_from_dict, so that a config.json of an older schema is compared after its migration.
+    # Through config_from_dict: a config.json of an older schema is compared after its migration, and a field
+    # added since the run was recorded holds its default there (defaults keep the old behaviour).
     diff = config_diff(config_from_dict(recorded).to_dict(), cfg.to_dict())
     unsafe = {k: v for k, v in diff.items() if k not in SAFE_ON_RESUME}
     if not diff or (not unsafe and cfg.train.allow_resume_changes):

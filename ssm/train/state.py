@@ -17,28 +17,39 @@ from ssm.model import SequenceModel, make_model
 
 class TrainState(eqx.Module):
     """``step`` (optimizer steps done), ``model``, ``model_state`` (BatchNorm statistics),
-    ``opt_state`` and ``key`` (raw uint32 PRNG key data, split once per step)."""
+    ``opt_state``, ``key`` (raw uint32 PRNG key data, split once per step) and ``ema`` (the exponential
+    moving average of the weights, a model like ``model``, with ``--optim.ema-decay``; None without)."""
 
     step: Array
     model: SequenceModel
     model_state: eqx.nn.State
     opt_state: PyTree[Any]
     key: Array
+    ema: SequenceModel | None = None
+
+    @property
+    def eval_model(self) -> SequenceModel:
+        """The weights that validation, test and the best checkpoint use: the EMA when there is one."""
+        return self.model if self.ema is None else self.ema
 
 
 def init_state(
-    model_cfg: ModelConfig, info: DatasetInfo, tx: optax.GradientTransformation, key: Array
+    model_cfg: ModelConfig, info: DatasetInfo, tx: optax.GradientTransformation, key: Array, ema: bool = False
 ) -> TrainState:
-    """A fresh state from the PRNG ``key`` (model init and the dropout stream use distinct keys)."""
+    """A fresh state from the PRNG ``key`` (model init and the dropout stream use distinct keys); with
+    ``ema`` the average starts as a copy of the initial weights (see :mod:`ssm.train.ema`)."""
     k_model, k_loop = jax.random.split(key)
     model, model_state = make_model(model_cfg, info, key=k_model)
     opt_state = tx.init(eqx.filter(model, eqx.is_array))
-    return TrainState(jnp.zeros((), jnp.int32), model, model_state, opt_state, k_loop)
+    average = jax.tree_util.tree_map(lambda x: jnp.copy(x) if eqx.is_array(x) else x, model) if ema else None
+    return TrainState(jnp.zeros((), jnp.int32), model, model_state, opt_state, k_loop, average)
 
 
-def abstract_state(model_cfg: ModelConfig, info: DatasetInfo, tx: optax.GradientTransformation) -> TrainState:
+def abstract_state(
+    model_cfg: ModelConfig, info: DatasetInfo, tx: optax.GradientTransformation, ema: bool = False
+) -> TrainState:
     """The state's shapes and dtypes (``jax.ShapeDtypeStruct`` leaves) without computing anything."""
-    return eqx.filter_eval_shape(init_state, model_cfg, info, tx, jax.random.PRNGKey(0))
+    return eqx.filter_eval_shape(init_state, model_cfg, info, tx, jax.random.PRNGKey(0), ema)
 
 
 def abstract_model(model_cfg: ModelConfig, info: DatasetInfo) -> tuple[Any, Any]:

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array
 
+from ssm.train.ema import ema_update
 from ssm.train.metrics import example_metrics, reduce_sums
 from ssm.train.state import TrainState
 
@@ -52,10 +53,15 @@ def batch_sums(model, model_state, batch: Batch, task: str, keys: Array | None):
 
 
 def make_train_step(
-    tx: optax.GradientTransformation, task: str, grad_accum: int = 1, state_sharding: Any = None
+    tx: optax.GradientTransformation,
+    task: str,
+    grad_accum: int = 1,
+    state_sharding: Any = None,
+    ema_decay: float | None = None,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, Array]]]:
     """The jitted step; the state (and batch) buffers are donated. ``state_sharding`` (e.g. a
-    replicated ``NamedSharding``) is imposed on the new state."""
+    replicated ``NamedSharding``) is imposed on the new state. With ``ema_decay`` the state's EMA of the
+    weights is updated after the optimizer step (:func:`~ssm.train.ema.ema_update`)."""
 
     def loss_fn(model, model_state, batch, key):
         n = batch["inputs"].shape[0]
@@ -101,7 +107,8 @@ def make_train_step(
         params = eqx.filter(state.model, eqx.is_array)
         updates, opt_state = tx.update(grads, state.opt_state, params)
         model = eqx.apply_updates(state.model, updates)
-        new = TrainState(state.step + 1, model, model_state, opt_state, key)
+        ema = None if ema_decay is None else ema_update(state.ema, model, ema_decay, state.step)
+        new = TrainState(state.step + 1, model, model_state, opt_state, key, ema)
         if state_sharding is not None:
             new = eqx.filter_shard(new, state_sharding)
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "sums": sums}
