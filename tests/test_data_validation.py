@@ -209,6 +209,9 @@ def test_racy_hash_is_recomputed(tmp_path, monkeypatch):
     calls = []
     real_hash = fingerprint.content_hash
     monkeypatch.setattr(fingerprint, "content_hash", lambda p: calls.append(p) or real_hash(p))
+    # The clock reads the file's own ctime, so the hash is taken "at once" however slow this machine is.
+    st = os.stat(f)
+    monkeypatch.setattr(fingerprint.time, "time", lambda: max(st.st_mtime_ns, st.st_ctime_ns) / 1e9)
     fingerprint.fingerprints([f], tmp_path)
     fingerprint.fingerprints([f], tmp_path)  # hashed within RACY_S of its ctime: not trusted yet
     assert len(calls) == 2
