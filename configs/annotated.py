@@ -24,10 +24,11 @@ Departures (kept because they are this library's protocol or parameterization, n
 - inputs: MNIST pixels ÷ 255 in [0, 1] and CIFAR divided by S4's std (0.247, 0.243, 0.261): affine maps of the
   reference's inputs that the Dense encoder absorbs (same function class, different initial scale);
 - steps = epochs × ⌊n_train / batch⌋ (the reference also runs the last partial batch of each epoch);
-- layers: Re Λ < 0 by ``Λ = -exp(log_A_re) + i A_im`` (the reference clips Re Λ at -1e-4); D ~ N(0, 1) (reference:
-  ones). S4 keeps its low-rank NPLR B exactly (``b_clip=None``, as the reference). S4D-LegS here takes B from the
-  HiPPO projection (reference: B = 1). DSS here shares Λ over channels and trains W at the SSM rate without decay
-  (reference: per-channel Λ, W in the AdamW group).
+- layers: S4 and S4D keep Re Λ < 0 by ``Λ = -exp(log_A_re) + i A_im`` (the reference clips Re Λ at -1e-4);
+  D ~ N(0, 1) (reference: ones). S4 keeps the exact NPLR B (``b_clip=None``, as the reference). S4D-LegS here takes
+  B from the HiPPO projection (reference: B = 1). DSS here shares Λ over channels, draws W with unit-variance real
+  and imaginary parts and trains W at the SSM rate without decay (reference: per-channel Λ, variance ½ per part,
+  W in the AdamW group).
 
 State sizes: the reference keeps all N eigenvalues of the N × N HiPPO matrix (conjugate pairs both stored, kernel
 ``Re Σ_n``); the real part of a conjugate pair with free C equals one mode with one free C, so its N = 64 is the
