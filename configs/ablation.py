@@ -1,7 +1,8 @@
 """The S4D paper's ablation configs, each with the S4 (DPLR) layer and the S4D LegS / Inv / Lin inits.
 
 Sources: state-spaces/s4 configs/experiment/{cifar/s4-cifar-ablation, sc/s4-sc-ablation,
-bidmc/s4-bidmc-ablation}.yaml (experiments.md §10). Other axes (ZOH vs bilinear, real-part
+bidmc/s4-bidmc-ablation}.yaml (ablations of Gu et al. 2022, "On the Parameterization and Initialization of
+Diagonal State Space Models"). Other axes (ZOH vs bilinear, real-part
 transform, frozen B, dt range) are one override away: ``--model.layer.disc``, ``--optim.ssm-lr 0``, ...
 """
 

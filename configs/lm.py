@@ -23,10 +23,10 @@ PRESETS = {
         n_train=103_227_021 // 8192, epochs=800000 / (103_227_021 // 8192 // 8), seed=0,
         train=dict(eval_every=5000, save_every=5000),
     ),
-    # No official source (experiments.md §5 suggestion): 6 blocks of [S4, S4, FFN] -> 12 S4 blocks, d_model 512,
+    # No official source (our scale-down of state-spaces/s4 configs/experiment/lm/s4-wt103.yaml): 6 blocks of [S4, S4, FFN] -> 12 S4 blocks, d_model 512,
     # dropout 0.3, tied softmax (vocab 33k), l_max 1024, AdamW lr 1e-3 wd 0.1, cosine 1000 warmup, ~50 epochs.
     "wt2": preset(
-        "Causal S4 LM on WikiText-2 (l_max 1024), 12x512, a smoke/regression test, not a reproduction (experiments.md §5)",
+        "Causal S4 LM on WikiText-2 (l_max 1024), 12x512, a smoke/regression test, not a reproduction (after state-spaces/s4 lm/s4-wt103.yaml)",
         "lm-wt2",
         model=dict(layer=S4Config(measure="legs", d_state=64, bidirectional=False), n_layers=12, d_model=512,
                    prenorm=True, norm="layer", dropout=0.3, output="glu", pool="none", tie_embeddings=True),

@@ -1,6 +1,7 @@
 """Long Range Arena presets: S4 (official V4 configs) and the DSS, S5 and S4-PTD variants.
 
-Hyperparameters from ../shared/reference/experiments.md §1; each preset cites its source config.
+Hyperparameters from the public configs of state-spaces/s4, ag1988/dss, lindermanlab/S5 and
+AnnanYu/Approximate_Diagonal; each preset cites its source config.
 Data: ListOps and Pathfinder/Path-X read the LRA release (or the offline generator's output,
 ``ssm.data.lra_gen``) through the ``listops`` / ``pathfinder`` datasets; IMDB (``imdb``), AAN
 (``aan``) and the grayscale CIFAR image task (``cifar10`` with ``grayscale``).

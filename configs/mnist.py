@@ -31,7 +31,7 @@ PRESETS = {
 }
 
 
-# Pixel-level MNIST density model (srush/annotated-s4 README, large MNIST generation; experiments.md §2.2):
+# Pixel-level MNIST density model (srush/annotated-s4 README, large MNIST generation; s4/train.py, s4/s4.py):
 # 6 layers, H 512, N 64, prenorm LN, dropout 0, 256-token embedding, per-pixel 256-way softmax; AdamW lr 5e-3,
 # wd 0.05, SSM parameters at 0.1 x lr without weight decay, cosine one-cycle (peak after 10% of the steps),
 # batch 50, 100 epochs. Reported: 0.36 test NLL (nats/pixel) = 0.52 bits/dim. Sample with

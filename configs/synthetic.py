@@ -30,7 +30,7 @@ PRESETS = {
         n_train=16384, epochs=20, seed=0,
     ),
     # state-spaces/s4 configs/dataset/adding.yaml (L 1000, 50k samples, val 10%); no official experiment:
-    # the experiments.md §8 suggestion, S4 defaults 4x128, constant lr 1e-3.
+    # our suggestion, S4 defaults 4x128, constant lr 1e-3.
     "adding": preset(
         "S4 on the adding problem, L=1000 (state-spaces/s4 dataset/adding.yaml; suggested model)",
         "synthetic-adding",

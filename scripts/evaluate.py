@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Evaluate a run: ``python scripts/evaluate.py RUN_DIR [--split test] [--checkpoint best|latest]``.
 
-``--rate R`` evaluates at another sampling rate (every layer's Δ multiplied by R, ssm-math.md §1.3), e.g. a
+``--rate R`` evaluates at another sampling rate (every layer's Δ multiplied by R, as state-spaces/s4's ``rate`` and
+lindermanlab/S5's ``step_rescale``), e.g. a
 Speech Commands model trained at 16 kHz tested at 8 kHz: ``--rate 2 --resolution 2``. The model is always
 rebuilt with its training-time sizes (S4's ``l_max`` stays the training sequence length, the length its
 ``C̃`` is defined for); ``--resolution`` only changes how the data are read, and is refused for a dataset

@@ -4,7 +4,7 @@ A causal :class:`~ssm.model.SequenceModel` (``pool="none"``, token inputs) is ru
 
 - **prefill**: the prompt goes through every block in one parallel call (each layer's
   ``prefill``: convolution / scan over the whole prefix), which also returns every layer's
-  recurrent state after the prefix (ssm-math.md §9: ``x_L = Ā^L x_0 + Σ_k Ā^{L-1-k} B̄ u_k``);
+  recurrent state after the prefix (state-spaces/s4 ``SSMKernel.forward_state``: ``x_L = Ā^L x_0 + Σ_k Ā^{L-1-k} B̄ u_k``);
 - **step**: one token at a time, each layer in its ``step`` recurrence (``O(H·N)`` per layer and
   token for diagonal layers), inside a jitted ``lax.scan``.
 

@@ -1,7 +1,8 @@
 """HiPPO transition matrices and their normal-plus-low-rank (NPLR) decomposition.
 
 Pure numpy functions in float64/complex128: they run once at initialization, and the
-eigendecomposition must be done in double precision (ssm-math.md §2.3, §12).
+eigendecomposition must be done in double precision (state-spaces/s4 ``hippo.nplr`` with
+``diagonalize_precision``).
 
 Sign convention: ``A`` is already stable, i.e. the continuous system is ``x' = A x + B u``.
 Indices ``n, k = 0..N-1``:

@@ -8,7 +8,7 @@ run directory to a model, also used by ``scripts/evaluate.py``). The result is a
 backbone in inference mode (no dropout, BatchNorm running statistics) together with its BatchNorm state, with a
 jitted batched :meth:`~InferenceModel.predict` and :meth:`~InferenceModel.generate` for autoregressive models.
 
-Resolution change: every call takes ``rate`` (Δ' = rate·Δ in every layer, ssm-math.md §1.3): a model
+Resolution change: every call takes ``rate`` (Δ' = rate·Δ in every layer, as state-spaces/s4's ``rate``): a model
 trained on signals sampled every Δ reads signals sampled every ``rate·Δ`` (e.g. ``rate=2`` for
 16 kHz → 8 kHz). :class:`AtRate` fixes the rate of a backbone for code that calls it without one
 (``scripts/evaluate.py --rate``).

@@ -2,7 +2,8 @@
 the DPLR set-up (``C̃`` and its length doubling, the constants of the O(N) step), prefill, and the associative-scan
 diagonal recurrence (S5).
 
-Pure ``jax.numpy`` functions (float32 or float64, differentiable); the dense DPLR set-up also runs in numpy. Conventions (ssm-math.md §1–5, §10):
+Pure ``jax.numpy`` functions (float32 or float64, differentiable); the dense DPLR set-up also runs in numpy.
+Conventions (after state-spaces/s4 src/models/sequence/kernels/, ag1988/dss, lindermanlab/S5 s5/ssm.py):
 
 - Discrete SSM ``x_k = Ā x_{k-1} + B̄ u_k``, ``y_k = C x_k`` (the state includes the current input), kernel
   ``K_k = C Ā^k B̄``.

@@ -82,7 +82,8 @@ def test_angle_formula_is_arg_of_mobius_warp():
 
 
 def test_realization_matches_reference_shift_mobius_form():
-    """ssm-math.md §8 gives another n-state realization of G(w(z)): M = (aI - cS)^{-1}, Ā = -M(bI - dS), B̄ = M e₁,
+    """HOPE's (Yu, Mahoney, Erichson 2024) G(w(z)) has another n-state realization, the shift register of G
+    after the Möbius map: M = (aI - cS)^{-1}, Ā = -M(bI - dS), B̄ = M e₁,
     C̄ = h(cĀ + dI), D̄ = c h M e₁ (a = 1+Δ, b = c = Δ-1, d = Δ+1). Same impulse response."""
     rng = np.random.default_rng(0)
     h = rng.normal(size=n)

@@ -33,7 +33,7 @@ def test_diagonalizes_a_small_perturbation_with_bounded_condition_number(ptd):
     assert np.linalg.norm(ptd.E) < 0.05 * np.linalg.norm(A)  # a small perturbation
     kappa = np.linalg.cond(Vf)
     assert abs(kappa - ptd.kappa) < 1e-8 * kappa and kappa < 15
-    # the unperturbed LegS: float64 eig already reports ~8e10 at N = 16 (exact value 8.3e10, ssm-math.md §2.3)
+    # the unperturbed LegS: float64 eig already reports ~8e10 at N = 16 (exact value 8.3e10: float64 and exact arithmetic still agree at this size)
     _, V_legs = np.linalg.eig(A)
     assert np.linalg.cond(V_legs / np.linalg.norm(V_legs, axis=0)) > 1e10
     # stable, conjugate-paired, B̃ = V^{-1} b

@@ -1,6 +1,7 @@
 """Pixel-level MNIST density modelling (registered as ``mnist_gen``): 784 steps, 256 classes.
 
-As srush/annotated-s4's generative MNIST (experiments.md §2.2): pixels stay integers 0..255
+As srush/annotated-s4's generative MNIST (s4/data.py ``create_mnist_dataset``, s4/s4.py ``StackedModel``):
+pixels stay integers 0..255
 (no scaling), read row-major; an example's targets are the 784 pixels, its inputs the same sequence
 shifted right by one with a 0 in front, so the output at step t predicts pixel t from pixels < t.
 The task is ``"generation"``: the loss is the NLL in nats per pixel, reported with

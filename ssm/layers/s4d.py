@@ -27,7 +27,8 @@ S4D_INITS = ("legs", "lin", "inv", "real", "rand", "legs-ptd")
 
 
 def s4d_lambda_b(init: str, N: int, key: PRNGKeyArray) -> tuple[np.ndarray, np.ndarray]:
-    """S4D initial ``(Λ (N/2,), B (N/2,))``, ``Im Λ <= 0`` (ssm-math.md §4). ``legs-ptd`` calls
+    """S4D initial ``(Λ (N/2,), B (N/2,))``, ``Im Λ <= 0`` (state-spaces/s4
+    src/models/sequence/kernels/dplr.py). ``legs-ptd`` calls
     :func:`ssm.ptd.legs_ptd`."""
     M = N // 2
     n = np.arange(M)
