@@ -86,7 +86,8 @@ def test_layer_configs_carry_the_constructor_defaults():
                 assert v is None
             else:
                 assert p.default == v, (c.__name__, k)
-        kw_only = {k for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and k != "key"}
+        # dtype is the parameters' dtype, set by the model's precision, not a layer option
+        kw_only = {k for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and k not in ("key", "dtype")}
         assert kw_only | {"d_state"} == {c.keywords.get(k, k) for k in c().options()}, c.__name__
 
 
