@@ -1,0 +1,153 @@
+"""The backbone configs (model:residual, model:sashimi, model:adaptive_lm, model:pooled): config files, command
+line, model building through ssm.model.make_model and the trainer's call signature."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import configs
+from ssm.config import (
+    AdaptiveLMConfig,
+    Config,
+    DataConfig,
+    ModelConfig,
+    PooledConfig,
+    SaShiMiConfig,
+    config_from_dict,
+)
+from ssm.data.base import DatasetInfo
+from ssm.layer_configs import S4Config, S4DConfig
+from ssm.model import make_model
+from ssm.nn import SaShiMiModel, count_params
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+AUDIO = DatasetInfo(task="generation", d_input=256, d_output=256, seq_len=32, tokens=True)
+TINY_SASHIMI = SaShiMiConfig(layer=S4Config(d_state=4, n_ssm=1), d_model=4, n_layers=1, pool=(2, 2))
+
+
+def _train_script():
+    spec = importlib.util.spec_from_file_location("train_script", os.path.join(REPO, "scripts", "train.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_run_configs_without_a_backbone_are_the_residual_model():
+    """config.json files written before the backbone was recorded (schema 1, and schema 2) mean the residual
+    SequenceModel; the backbone is recorded from now on."""
+    runs = os.path.join(REPO, "docs", "results", "runs")
+    seen = 0
+    for row in sorted(os.listdir(runs)):
+        with open(os.path.join(runs, row, "config.json")) as f:
+            old = json.load(f)
+        cfg = config_from_dict(old)
+        assert type(cfg.model) is ModelConfig, row
+        d = cfg.to_dict()
+        assert d["model"]["backbone"] == "residual"
+        schema2 = json.loads(json.dumps(d))
+        del schema2["model"]["backbone"]
+        schema2["schema"] = 2
+        assert config_from_dict(schema2) == cfg
+        seen += 1
+    assert seen >= 9
+
+
+@pytest.mark.parametrize(
+    "model",
+    [SaShiMiConfig(pool=(2, 4), layer=S4DConfig(d_state=8)), AdaptiveLMConfig(cutoffs=(10, 20)),
+     PooledConfig(pool_kernel=None, norm_strategy="pre")],
+)  # fmt: skip
+def test_backbone_configs_round_trip_through_json(model):
+    cfg = Config(model=model, data=DataConfig(name="sc09"))
+    back = config_from_dict(json.loads(cfg.to_json()))
+    assert back == cfg and type(back.model) is type(model)
+    with pytest.raises(ValueError, match="unknown backbone 'unet'"):
+        config_from_dict({**json.loads(cfg.to_json()), "model": {"backbone": "unet"}})
+
+
+@pytest.mark.parametrize(
+    "make,flag",
+    [(lambda: SaShiMiConfig(pool=()), "--model.pool"), (lambda: SaShiMiConfig(d_model=0), "--model.d-model"),
+     (lambda: AdaptiveLMConfig(dropemb=1.0), "--model.dropemb"),
+     (lambda: PooledConfig(pool_kernel=0), "--model.pool-kernel")],
+)  # fmt: skip
+def test_backbone_validation_names_the_flag(make, flag):
+    with pytest.raises(ValueError, match=flag):
+        make()
+
+
+def test_sc09_preset_has_the_official_parameter_count():
+    """The SC09 SaShiMi of state-spaces/s4 (configs/experiment/audio/sashimi-sc09.yaml) has 4,751,072 parameters;
+    counted on the abstract model (no full build)."""
+    cfg = configs.get_preset("audio.sc09")
+    assert type(cfg.model) is SaShiMiConfig
+    info = DatasetInfo(task="generation", d_input=256, d_output=256, seq_len=cfg.data.seq_len, tokens=True)
+    model = eqx.filter_eval_shape(make_model, cfg.model, info, key=jax.random.PRNGKey(0))[0]
+    assert isinstance(model.net, SaShiMiModel)
+    assert count_params(model) == 4_751_072
+    for name in ("audio.youtubemix", "audio.beethoven"):
+        other = configs.get_preset(name)
+        assert other.model == cfg.model and other.data.seq_len % 16 == 0
+
+
+def test_help_shows_the_sashimi_options(capsys):
+    script = _train_script()
+    with pytest.raises(SystemExit):
+        script.parse(["--cfg", "audio.sc09", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for want in ("(default: model:sashimi)", "--model.pool [INT [INT ...]]", "(default: 4 4)", "--model.expand INT",
+                 "--model.ff INT", "--model.norm {scalar,layer,none}", "(default: scalar)", "--model.weight-norm",
+                 "--model.layer.n-ssm INT", "--model.layer.d-state INT", "(default: 64)"):  # fmt: skip
+        assert want in text, want
+
+
+def test_cli_chooses_and_overrides_backbones():
+    script = _train_script()
+    _, cfg = script.parse(["--cfg", "audio.sc09", "--model.pool", "2", "2", "--model.layer.d-state", "4",
+                           "--model.measure", "fout"])  # fmt: skip
+    assert cfg.model == SaShiMiConfig(layer=S4Config(d_state=4, measure="fout", n_ssm=1), pool=(2, 2))
+    _, cfg = script.parse(["--cfg", "audio.sc09", "model.layer:s4d", "--model.n-layers", "2"])
+    assert cfg.model.layer == S4DConfig() and cfg.model.n_layers == 2 and type(cfg.model) is SaShiMiConfig
+    _, cfg = script.parse(["--cfg", "audio.sc09", "model:residual", "--model.d-model", "16", "--model.pool", "none"])
+    assert type(cfg.model) is ModelConfig and cfg.model.d_model == 16 and cfg.model.layer.n_ssm == 1
+    _, cfg = script.parse(["--cfg", "mnist.smnist", "model:pooled", "--model.pool-kernel", "4"])
+    assert cfg.model == PooledConfig(layer=configs.get_preset("mnist.smnist").model.layer, pool_kernel=4)
+    with pytest.raises(SystemExit):
+        script.parse(["--cfg", "audio.sc09", "model:unet"])
+
+
+def test_sashimi_through_make_model_is_causal():
+    """The wrapped SaShiMi takes the trainer's call (inputs, state) -> (logits (L, V), state); the logits at step t
+    depend on the inputs up to t only (the next-sample prediction the loss reads)."""
+    model, state = make_model(TINY_SASHIMI, AUDIO, key=jax.random.PRNGKey(0))
+    assert count_params(model) == count_params(model.net)
+    x = jax.random.randint(jax.random.PRNGKey(1), (32,), 0, 256)
+    y, state2 = model(x, state, key=None, lengths=jnp.asarray(32))
+    assert y.shape == (32, 256) and y.dtype == jnp.float64
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(model.net(x)))
+    t = 13
+    y2, _ = model(x.at[t].set((x[t] + 1) % 256), state)
+    np.testing.assert_allclose(np.asarray(y2[:t]), np.asarray(y[:t]), rtol=0, atol=1e-12)
+    assert np.abs(np.asarray(y2[t:] - y[t:])).max() > 1e-6
+    with pytest.raises(ValueError, match="rate"):
+        model(x, state, rate=0.5)
+    with pytest.raises(ValueError, match="must be a multiple of prod"):
+        model(x[:30], state)
+
+
+def test_backbones_refuse_datasets_they_do_not_model():
+    classify = DatasetInfo(task="classification", d_input=1, d_output=10, seq_len=32, tokens=False)
+    with pytest.raises(ValueError, match="model:sashimi is an autoregressive model"):
+        make_model(TINY_SASHIMI, classify, key=jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="model:adaptive_lm is a language model"):
+        make_model(AdaptiveLMConfig(d_model=8, n_layers=1), classify, key=jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="model:pooled is a sequence classifier"):
+        make_model(PooledConfig(d_model=8, n_layers=1), AUDIO, key=jax.random.PRNGKey(0))
