@@ -185,3 +185,48 @@ def test_bench_generation_reports_both_rates():
     r = bench_generation("s4d", length=64, d_model=4, d_state=4, n_layers=1, vocab=V, naive_tokens=4, repeats=1)
     assert r["length"] == 64 and r["recurrent_tokens_per_s"] > 0 and r["conv_tokens_per_s"] > 0
     assert r["ratio"] == pytest.approx(r["recurrent_tokens_per_s"] / r["conv_tokens_per_s"])
+
+
+SASHIMI_INFO = DatasetInfo(task="generation", d_input=16, d_output=16, seq_len=16, tokens=True)
+
+
+def _tiny_sashimi():
+    from ssm.config import SaShiMiConfig
+    from ssm.layer_configs import S4Config
+
+    cfg = SaShiMiConfig(layer=S4Config(d_state=4, n_ssm=1), d_model=4, n_layers=1, pool=(2, 2))
+    return make_model(cfg, SASHIMI_INFO, key=jax.random.PRNGKey(3))
+
+
+def test_sashimi_greedy_generation_is_the_argmax_path_of_its_forward():
+    """A SaShiMi run generates through its own recurrent step (pooling buffers included): greedy tokens from the
+    start token equal, at every position, the argmax of the convolutional forward over the tokens before it
+    (float64), through the InferenceModel API that scripts/generate.py calls."""
+    from ssm.inference import InferenceModel
+
+    model, state = _tiny_sashimi()
+    net = eqx.nn.inference_mode(model)
+    inference = InferenceModel(net, state, "generation")
+    length, start = 24, 5  # the convolutional forward below needs a multiple of prod(pool) = 4
+    tokens = inference.generate(np.zeros((2, 0), np.int32), length=length, key=jax.random.PRNGKey(0),
+                                temperature=0.0, start_token=start)  # fmt: skip
+    assert tokens.shape == (2, length)
+    inputs = jnp.concatenate([jnp.full((2, 1), start, jnp.int32), tokens[:, :-1]], axis=1)  # the shifted sequence
+    logits = eqx.filter_jit(lambda m, x: jax.vmap(m)(x))(net.net, inputs)
+    np.testing.assert_array_equal(np.asarray(jnp.argmax(logits, axis=-1)), np.asarray(tokens))
+    # with a prompt, the prompt comes back first and the continuation follows the forward's argmax
+    prompt = np.asarray(tokens[:, :7])
+    again = generate(net, state, prompt, length=length, key=jax.random.PRNGKey(1), temperature=0.0, start_token=start)
+    np.testing.assert_array_equal(np.asarray(again), np.asarray(tokens))
+    with pytest.raises(ValueError, match="training rate"):
+        generate(net, state, prompt, length=length, key=jax.random.PRNGKey(1), start_token=start, rate=2.0)
+
+
+def test_pooled_classifier_cannot_generate():
+    from ssm.config import PooledConfig
+    from ssm.layer_configs import S4DConfig
+
+    info = DatasetInfo(task="classification", d_input=3, d_output=4, seq_len=8, tokens=False)
+    model, state = make_model(PooledConfig(d_model=4, n_layers=1, layer=S4DConfig(d_state=4)), info, key=jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="no recurrent mode"):
+        generate(model, state, np.zeros((1, 1), np.int32), length=4, key=jax.random.PRNGKey(0))
