@@ -151,3 +151,31 @@ def test_backbones_refuse_datasets_they_do_not_model():
         make_model(AdaptiveLMConfig(d_model=8, n_layers=1), classify, key=jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="model:pooled is a sequence classifier"):
         make_model(PooledConfig(d_model=8, n_layers=1), AUDIO, key=jax.random.PRNGKey(0))
+
+
+def test_lm_presets_are_the_published_adaptive_model():
+    wt103 = configs.get_preset("lm.wt103").model
+    assert type(wt103) is AdaptiveLMConfig
+    assert (wt103.d_model, wt103.n_layers, wt103.ff, wt103.cutoffs, wt103.div_val) == (1024, 16, 4, (19997, 39997, 199997), 4)
+    assert (wt103.dropout, wt103.dropemb, wt103.dropsoft, wt103.layer.n_ssm) == (0.25, 0.25, 0.25, 1)
+    wt2 = configs.get_preset("lm.wt2").model
+    assert type(wt2) is AdaptiveLMConfig and max(wt2.cutoffs) < 33278  # WikiText-2's vocabulary
+
+
+def test_adaptive_lm_outputs_give_the_trainers_loss_of_the_adaptive_softmax():
+    """The trainer's cross-entropy on the wrapped model's outputs equals -sum log p(target) of the adaptive
+    softmax's own per-target path; cutoffs beyond the vocabulary are dropped with a warning."""
+    from ssm.train.metrics import example_metrics
+
+    info = DatasetInfo(task="lm", d_input=40, d_output=40, seq_len=12, tokens=True)
+    cfg = AdaptiveLMConfig(layer=S4DConfig(d_state=4), d_model=16, n_layers=1, cutoffs=(8, 20, 400), div_val=2)
+    with pytest.warns(UserWarning, match=r"clusters end at \[8, 20\]"):
+        model, state = make_model(cfg, info, key=jax.random.PRNGKey(0))
+    assert model.net.softmax.cutoffs == (8, 20, 40)
+    k = jax.random.split(jax.random.PRNGKey(1))
+    x, y = jax.random.randint(k[0], (12,), 0, 40), jax.random.randint(k[1], (12,), 0, 40)
+    out, _ = eqx.nn.inference_mode(model)(x, state)
+    loss, count = example_metrics(out, {"targets": y, "lengths": jnp.asarray(12)}, "lm")["loss"]
+    want = -jnp.sum(eqx.nn.inference_mode(model.net)(x, y))
+    np.testing.assert_allclose(float(loss), float(want), rtol=1e-12)
+    assert float(count) == 12
