@@ -179,3 +179,31 @@ def test_adaptive_lm_outputs_give_the_trainers_loss_of_the_adaptive_softmax():
     want = -jnp.sum(eqx.nn.inference_mode(model.net)(x, y))
     np.testing.assert_allclose(float(loss), float(want), rtol=1e-12)
     assert float(count) == 12
+
+
+def test_s4torch_presets_follow_its_readme_commands():
+    """TariqAHassan/S4Torch README: (d_model, n_blocks, pooling, dropout, lr, batch, epochs) per command."""
+    want = {"smnist": (128, 6, 2, 0.2, 1e-2, 16), "pmnist": (128, 6, 2, 0.2, 1e-2, 16),
+            "scifar": (1024, 6, 2, 0.25, 1e-2, 32), "sc10": (128, 6, 2, 0.1, 1e-2, 16)}  # fmt: skip
+    for name, (h, n, k, p, lr, b) in want.items():
+        cfg = configs.get_preset(f"s4torch.{name}")
+        assert type(cfg.model) is PooledConfig
+        m = cfg.model
+        assert (m.d_model, m.n_layers, m.pool_kernel, m.dropout, cfg.optim.lr, cfg.data.batch_size) == (h, n, k, p, lr, b)
+        assert cfg.optim.ssm_lr == 1e-3 and cfg.optim.schedule == "plateau" and m.layer.d_state == 64
+    assert configs.get_preset("s4torch.pmnist").data.permute and not configs.get_preset("s4torch.smnist").data.permute
+
+
+def test_pooled_classifier_pools_as_s4torch_and_classifies():
+    """sMNIST-like input (L 16, 1 channel): 3 blocks with avg_2 pooling give lengths 16 -> 8 -> 4 and then no more
+    pooling (S4Torch's schedule pools only where the next length max(2, l // 2) exceeds the kernel: 4 // 2 = 2 does
+    not), and one logit vector per example."""
+    info = DatasetInfo(task="classification", d_input=1, d_output=10, seq_len=16, tokens=False)
+    model, state = make_model(PooledConfig(layer=S4DConfig(d_state=4), d_model=4, n_layers=3), info,
+                              key=jax.random.PRNGKey(0))  # fmt: skip
+    pools = [p is not None for p in model.net.backbone.pools]
+    assert pools == [True, True, False]
+    feats = model.net.backbone(jnp.ones((16, 4)))
+    assert feats.shape == (4, 4)
+    out, _ = model(jnp.ones((16, 1)), state)
+    assert out.shape == (10,) and bool(jnp.all(jnp.isfinite(out)))
