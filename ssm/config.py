@@ -102,8 +102,8 @@ class ModelConfig:
 
     # ModelConfig(layer=S4Config(measure="fout"), d_model=128); the flat form ModelConfig(layer="s4",
     # measure="fout", d_model=128) builds the same config (None options meaning "the layer's default", and
-    # d_state 64 for every layer, as in the flat schema). A second backbone (the SaShiMi U-Net) gets its own
-    # config class beside this one; Config.model then becomes the union of the two, chosen like the layer.
+    # d_state 64 for every layer, as in the flat schema). The other backbones have their own config classes
+    # (SaShiMiConfig, AdaptiveLMConfig, PooledConfig below); Config.model is their union (model:NAME).
 
     layer: LayerOptions = S4DConfig()  # the SSM layer and its options (model.layer:NAME)
     d_model: int = 64  # H: channels of the residual stream

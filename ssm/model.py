@@ -359,4 +359,7 @@ def make_model(cfg: Any, info: DatasetInfo, *, key: PRNGKeyArray) -> tuple[Any, 
 
 
 def count_params(model: Any) -> int:
-    return sum(x.size for x in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array)))
+    """Scalars in the arrays of ``model`` (also of an abstract one), as :func:`ssm.nn.count_params`."""
+    from ssm.nn import count_params as count
+
+    return count(model)
