@@ -230,3 +230,53 @@ def test_pooled_classifier_cannot_generate():
     model, state = make_model(PooledConfig(d_model=4, n_layers=1, layer=S4DConfig(d_state=4)), info, key=jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="no recurrent mode"):
         generate(model, state, np.zeros((1, 1), np.int32), length=4, key=jax.random.PRNGKey(0))
+
+
+@pytest.mark.slow
+def test_scripts_train_and_generate_a_sashimi_run(tmp_path):
+    """`scripts/train.py --cfg audio.sc09` trains two steps on a tiny SC09 folder and `scripts/generate.py RUN`
+    samples it through SaShiMi's recurrent step into 16 kHz WAVs (subprocesses, as a user runs them; ~40 s)."""
+    import os
+    import subprocess
+    import sys
+    import wave
+
+    from test_presets_train import _sc09
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    _sc09(tmp_path / "data")
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": repo}
+    train = [sys.executable, os.path.join(repo, "scripts", "train.py"), "--cfg", "audio.sc09", "--data.root",
+             str(tmp_path / "data"), "--data.seq-len", "64", "--data.batch-size", "2", "--data.eval-batch-size", "2",
+             "--model.d-model", "4", "--model.n-layers", "1", "--model.layer.d-state", "4", "--train.steps", "2",
+             "--train.eval-every", "2", "--train.save-every", "0", "--train.eval-batches", "1", "--train.progress",
+             "none", "--train.run-dir", str(run)]  # fmt: skip
+    out = subprocess.run(train, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "parameters" in out.stdout
+    gen = [sys.executable, os.path.join(repo, "scripts", "generate.py"), str(run), "--n", "2", "--length", "40"]
+    out = subprocess.run(gen, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    tokens = np.load(run / "samples" / "tokens.npy")
+    assert tokens.shape == (2, 40) and tokens.min() >= 0 and tokens.max() < 256
+    for i in range(2):
+        with wave.open(str(run / "samples" / f"sample_{i:03d}.wav")) as w:
+            assert (w.getnframes(), w.getframerate(), w.getsampwidth()) == (40, 16000, 2)
+
+
+def test_adaptive_lm_greedy_generation_is_the_argmax_path_of_its_forward():
+    """An adaptive-softmax LM (no start token: the prompt is the first input) generates through its own step; the
+    greedy continuation is the argmax of its whole-sequence log-probabilities (float64)."""
+    from ssm.config import AdaptiveLMConfig
+    from ssm.layer_configs import S4DConfig
+
+    info = DatasetInfo(task="lm", d_input=20, d_output=20, seq_len=16, tokens=True)
+    cfg = AdaptiveLMConfig(layer=S4DConfig(d_state=4), d_model=8, n_layers=1, cutoffs=(5, 10), div_val=2)
+    model, state = make_model(cfg, info, key=jax.random.PRNGKey(4))
+    model = eqx.nn.inference_mode(model)
+    prompt = jnp.asarray([[3, 7, 1]], jnp.int32)
+    out = generate(model, state, prompt, length=12, key=jax.random.PRNGKey(0), temperature=0.0)
+    np.testing.assert_array_equal(np.asarray(out[:, :3]), np.asarray(prompt))
+    logp = model.net.log_probs(out[0, :-1])
+    np.testing.assert_array_equal(np.asarray(jnp.argmax(logp, axis=-1))[2:], np.asarray(out[0, 3:]))
