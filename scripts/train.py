@@ -52,7 +52,7 @@ def _translate(preset, rest: list[str]):
     backbones = {c.name: c for c in BACKBONE_CONFIGS}
     for a in args:  # another backbone (model:NAME): its defaults, with the preset's layer
         if a.startswith("model:"):
-            name = a.split(":", 1)[1]
+            name = a.split(":", 1)[1].replace("-", "_")  # tyro's help spells it model:adaptive-lm
             if name not in backbones:
                 _fail(f"unknown backbone {name!r} in {a}; choose one of {sorted(backbones)}")
             if backbones[name] is not type(preset.model):

@@ -120,6 +120,9 @@ def test_cli_chooses_and_overrides_backbones():
     assert type(cfg.model) is ModelConfig and cfg.model.d_model == 16 and cfg.model.layer.n_ssm == 1
     _, cfg = script.parse(["--cfg", "mnist.smnist", "model:pooled", "--model.pool-kernel", "4"])
     assert cfg.model == PooledConfig(layer=configs.get_preset("mnist.smnist").model.layer, pool_kernel=4)
+    for spelling in ("model:adaptive_lm", "model:adaptive-lm"):
+        _, cfg = script.parse(["--cfg", "lm.wt2", spelling, "--model.div-val", "2"])
+        assert type(cfg.model) is AdaptiveLMConfig and cfg.model.div_val == 2 and cfg.model.cutoffs == (2000, 10000)
     with pytest.raises(SystemExit):
         script.parse(["--cfg", "audio.sc09", "model:unet"])
 
