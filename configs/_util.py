@@ -26,7 +26,7 @@ def preset(
     desc: str,
     run: str,
     *,
-    model: dict,
+    model: dict | object,
     data: dict,
     optim: dict,
     n_train: int,
@@ -36,8 +36,8 @@ def preset(
     train: dict | None = None,
 ) -> tuple[str, Config]:
     """``(description, Config)`` with steps, eval and checkpoint intervals derived from epochs. ``model`` holds
-    the :class:`ModelConfig` fields, its ``layer`` a layer config (``S4Config(measure="legs")``); ``data``
-    the :class:`DataConfig` fields and the dataset's options."""
+    the :class:`ModelConfig` fields, its ``layer`` a layer config (``S4Config(measure="legs")``), or is another
+    backbone's config (``SaShiMiConfig()``); ``data`` the :class:`DataConfig` fields and the dataset's options."""
     batch = data["batch_size"]
     n_steps = steps(epochs, n_train, batch)
     per_epoch = max(1, n_train // batch)
@@ -48,5 +48,5 @@ def preset(
     d = dict(eval_batch_size=max(batch, 2 * batch), seed=seed)
     d.update(data)
     return desc, Config(
-        model=ModelConfig(**model), data=DataConfig(**d), optim=OptimConfig(**optim), train=TrainConfig(**t)
+        model=ModelConfig(**model) if isinstance(model, dict) else model, data=DataConfig(**d), optim=OptimConfig(**optim), train=TrainConfig(**t)
     )

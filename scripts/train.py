@@ -42,11 +42,25 @@ def _translate(preset, rest: list[str]):
     option (``--model.layer.OPTION``)."""
     import dataclasses
 
-    from ssm.config import DataConfig, ModelConfig
+    from ssm.config import DataConfig
     from ssm.data import get_dataset
     from ssm.layer_configs import LAYER_CONFIGS, layer_config_class
 
+    from ssm.config import BACKBONE_CONFIGS
+
     args = list(rest)
+    backbones = {c.name: c for c in BACKBONE_CONFIGS}
+    for a in args:  # another backbone (model:NAME): its defaults, with the preset's layer
+        if a.startswith("model:"):
+            name = a.split(":", 1)[1].replace("-", "_")  # tyro's help spells it model:adaptive-lm
+            if name not in backbones:
+                _fail(f"unknown backbone {name!r} in {a}; choose one of {sorted(backbones)}")
+            if backbones[name] is not type(preset.model):
+                try:
+                    preset = dataclasses.replace(preset, model=backbones[name](layer=preset.model.layer))
+                except ValueError as e:
+                    _fail(str(e))
+    args = [a for a in args if not a.startswith("model:")]
     layer = preset.model.layer
     out: list[str] = []
     i = 0
@@ -72,7 +86,7 @@ def _translate(preset, rest: list[str]):
         out.append(a)
         i += 1
     preset = dataclasses.replace(preset, model=dataclasses.replace(preset.model, layer=layer))
-    model_fields, layer_fields = _option_names(ModelConfig), _option_names(layer)
+    model_fields, layer_fields = _option_names(preset.model), _option_names(layer)
     data = preset.data
     for i, a in enumerate(out):
         if a == "--data.name" and i + 1 < len(out) or a.startswith("--data.name="):

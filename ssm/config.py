@@ -24,15 +24,16 @@ import json
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import tyro
 
 from ssm.data.options import DatasetOptions, UntypedOptions, options_class
-from ssm.layer_configs import LAYER_CONFIGS, LayerConfig, S4DConfig, layer_config_class
+from ssm.layer_configs import LAYER_CONFIGS, LayerConfig, S4Config, S4DConfig, layer_config_class
 
-# config.json schema: 1 = flat model/data fields (no "schema" key), 2 = typed layer and dataset options.
-SCHEMA = 2
+# config.json schema: 1 = flat model/data fields (no "schema" key), 2 = typed layer and dataset options,
+# 3 = the model section names its backbone ("backbone"; schema 2 is the residual one).
+SCHEMA = 3
 # The state size of the flat schema, shared by every layer (the typed configs use each layer's own default).
 _FLAT_D_STATE = 64
 
@@ -97,10 +98,12 @@ def _split_extra(cls: type, kw: dict[str, Any]) -> dict[str, Any]:
 class ModelConfig:
     """The residual backbone (ssm.model.SequenceModel) and its SSM layer."""
 
+    name: ClassVar[str] = "residual"  # the subcommand (model:residual) and config.json's "backbone"
+
     # ModelConfig(layer=S4Config(measure="fout"), d_model=128); the flat form ModelConfig(layer="s4",
     # measure="fout", d_model=128) builds the same config (None options meaning "the layer's default", and
-    # d_state 64 for every layer, as in the flat schema). A second backbone (the SaShiMi U-Net) gets its own
-    # config class beside this one; Config.model then becomes the union of the two, chosen like the layer.
+    # d_state 64 for every layer, as in the flat schema). The other backbones have their own config classes
+    # (SaShiMiConfig, AdaptiveLMConfig, PooledConfig below); Config.model is their union (model:NAME).
 
     layer: LayerOptions = S4DConfig()  # the SSM layer and its options (model.layer:NAME)
     d_model: int = 64  # H: channels of the residual stream
@@ -178,6 +181,166 @@ class ModelConfig:
     def layer_kwargs(self, seq_len: int | None = None) -> dict[str, Any]:
         """The keyword options given to the layer constructor (with ``d_state``)."""
         return self.layer.kwargs(seq_len)
+
+
+def _check_layer(path: str, layer: Any) -> None:
+    _check(isinstance(layer, LayerConfig), path,
+           f"must be a layer config ({', '.join(c.__name__ for c in LAYER_CONFIGS)})", layer)  # fmt: skip
+
+
+def _fraction(path: str, value: Any) -> None:
+    _check(isinstance(value, (int, float)) and 0.0 <= value < 1.0, path, "must be in [0, 1)", value)
+
+
+@dataclass(frozen=True)
+class SaShiMiConfig:
+    """The SaShiMi U-Net (ssm.nn.SaShiMiModel: embedding -> SaShiMi -> linear head), an autoregressive model of
+    quantised audio. Defaults: the official SC09 model (state-spaces/s4 configs/model/sashimi.yaml,
+    configs/experiment/audio/sashimi-sc09.yaml)."""
+
+    name: ClassVar[str] = "sashimi"  # the subcommand (model:sashimi) and config.json's "backbone"
+
+    layer: LayerOptions = S4Config(d_state=64, n_ssm=1)  # the SSM layer (l_max unset: each level its own length)
+    d_model: int = 64  # H of the outer level; level i has H * expand**i channels
+    n_layers: int = 8  # (SSM + FFN) residual layers in the centre and in each up stage
+    pool: tuple[int, ...] = (4, 4)  # pooling factor per level; the input length must be a multiple of their product
+    expand: int = 2  # channel expansion per level
+    ff: int = 2  # FFN expansion (0: no FFN sub-layers)
+    dropout: float = 0.0  # inside the sub-layers
+    dropres: float = 0.0  # on each residual branch
+    norm: Literal["scalar", "layer", "none"] = "scalar"  # the official TransposedLN(scalar=True)
+    prenorm: bool = True
+    weight_norm: bool = True  # on the DownPool/UpPool linears
+
+    def __post_init__(self) -> None:
+        _check_layer("model.layer", self.layer)
+        _positive("model.d_model", self.d_model)
+        _positive("model.n_layers", self.n_layers)
+        _check(len(self.pool) > 0 and all(isinstance(p, int) and p > 0 for p in self.pool), "model.pool",
+               "must be positive pooling factors, e.g. --model.pool 4 4", self.pool)  # fmt: skip
+        _positive("model.expand", self.expand)
+        _check(isinstance(self.ff, int) and self.ff >= 0, "model.ff", "must be a non-negative integer", self.ff)
+        _fraction("model.dropout", self.dropout)
+        _fraction("model.dropres", self.dropres)
+        _choice("model.norm", self.norm, ("scalar", "layer", "none"))
+
+    def build(self, info: Any, *, key: Any) -> Any:
+        """``ssm.nn.SaShiMiModel`` for the dataset ``info`` (token inputs, ``info.d_input`` classes)."""
+        from ssm.nn import SaShiMiModel
+
+        if not info.tokens or info.task not in ("generation", "lm"):
+            raise ValueError(f"model:sashimi is an autoregressive model of token (quantised) sequences; the dataset's "
+                             f"task is {info.task!r}: choose another backbone (model:residual)")  # fmt: skip
+        kw = self.layer.kwargs(None)
+        return SaShiMiModel(
+            info.d_input, self.d_model, key=key, n_layers=self.n_layers, pool=self.pool, expand=self.expand,
+            ff=self.ff, l_max=info.seq_len if "l_max" in self.layer.from_seq_len else None,
+            layer_cls=self.layer.cls(), layer_kwargs=kw, dropout=self.dropout, dropres=self.dropres,
+            norm=self.norm, prenorm=self.prenorm, weight_norm=self.weight_norm,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AdaptiveLMConfig:
+    """The WikiText-103 language model of S4 (ssm.nn.AdaptiveLM): adaptive input embedding -> n_layers x [SSM, SSM,
+    FFN] pre-norm residual blocks -> LayerNorm -> adaptive log-softmax. Defaults: state-spaces/s4
+    configs/experiment/lm/s4-wt103.yaml, configs/model/layer/s4s4ff.yaml, configs/pipeline/wt103.yaml."""
+
+    name: ClassVar[str] = "adaptive_lm"
+
+    layer: LayerOptions = S4Config(d_state=64, n_ssm=1)  # the SSM layer of both SSM sub-layers (GLU output)
+    d_model: int = 1024
+    n_layers: int = 16  # [SSM, SSM, FFN] blocks
+    ff: int = 4  # FFN expansion
+    # Ends of the shortlist and tail clusters; cutoffs at or above the dataset's vocabulary are dropped.
+    cutoffs: tuple[int, ...] = (19997, 39997, 199997)
+    div_val: int = 4  # cluster i embeds in d_model / div_val**i dimensions
+    dropout: float = 0.25
+    dropemb: float = 0.25  # on the adaptive embedding's output
+    dropsoft: float = 0.25  # on the adaptive softmax's input
+    tie_weights: bool = True  # softmax tables = embedding tables
+    tie_projs: bool = True  # softmax tail projections = embedding's
+    init_scale: float = 0.5
+    bias_scale: float = 1.0
+    prenorm: bool = True
+
+    def __post_init__(self) -> None:
+        _check_layer("model.layer", self.layer)
+        _positive("model.d_model", self.d_model)
+        _positive("model.n_layers", self.n_layers)
+        _positive("model.ff", self.ff)
+        _positive("model.div_val", self.div_val)
+        for k in ("dropout", "dropemb", "dropsoft"):
+            _fraction(f"model.{k}", getattr(self, k))
+
+    def build(self, info: Any, *, key: Any) -> Any:
+        """``ssm.nn.AdaptiveLM`` for the dataset ``info`` (a token LM, vocabulary ``info.d_input``)."""
+        from ssm.nn import AdaptiveLM, ffn_sublayer, ssm_sublayer
+
+        if not info.tokens or info.task != "lm" or info.d_input != info.d_output:
+            raise ValueError(f"model:adaptive_lm is a language model (token inputs, task 'lm'); the dataset's task is "
+                             f"{info.task!r}: choose another backbone (model:residual)")  # fmt: skip
+        cutoffs = tuple(c for c in self.cutoffs if c < info.d_input)
+        if cutoffs != self.cutoffs:
+            warnings.warn(f"model.cutoffs {list(self.cutoffs)}: the vocabulary has {info.d_input} tokens, so the "
+                          f"clusters end at {list(cutoffs)}", stacklevel=2)  # fmt: skip
+        ssm = ssm_sublayer(self.layer.cls(), final_act="glu", dropout=self.dropout, **self.layer.kwargs(info.seq_len))
+        return AdaptiveLM(
+            info.d_input, self.d_model, self.n_layers, l_max=info.seq_len,
+            pattern=[ssm, ssm, ffn_sublayer(self.ff, "gelu", self.dropout, None)], cutoffs=cutoffs,
+            div_val=self.div_val, dropout=self.dropout, dropemb=self.dropemb, dropsoft=self.dropsoft,
+            tie_weights=self.tie_weights, tie_projs=self.tie_projs, init_scale=self.init_scale,
+            bias_scale=self.bias_scale, prenorm=self.prenorm, key=key,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PooledConfig:
+    """S4Torch's classifier (TariqAHassan/S4Torch s4torch/model.py S4Model): Linear encoder -> ssm.nn.PooledBackbone
+    (n_layers residual SSM blocks with average pooling between them) -> mean over time -> Linear decoder."""
+
+    name: ClassVar[str] = "pooled"
+
+    layer: LayerOptions = S4Config(d_state=64)
+    d_model: int = 128
+    n_layers: int = 4  # S4Torch's n_blocks
+    pool_kernel: int | None = 2  # S4Torch --pooling avg_K (None: no pooling)
+    dropout: float = 0.0
+    norm: Literal["layer", "scalar", "none"] = "layer"
+    norm_strategy: Literal["post", "pre"] = "post"
+
+    def __post_init__(self) -> None:
+        _check_layer("model.layer", self.layer)
+        _positive("model.d_model", self.d_model)
+        _positive("model.n_layers", self.n_layers)
+        if self.pool_kernel is not None:
+            _positive("model.pool_kernel", self.pool_kernel)
+        _fraction("model.dropout", self.dropout)
+        _choice("model.norm_strategy", self.norm_strategy, ("post", "pre"))
+
+    def build(self, info: Any, *, key: Any) -> Any:
+        from ssm.backbones import PooledClassifier
+
+        if info.task != "classification":
+            raise ValueError(f"model:pooled is a sequence classifier; the dataset's task is {info.task!r}: choose "
+                             "another backbone (model:residual)")  # fmt: skip
+        return PooledClassifier(self, info, key=key)
+
+
+# The backbone, one subcommand per config (model:residual, model:sashimi, ...). ModelConfig (the residual
+# SequenceModel) is the default, and the backbone of every config.json that records none. Adding a backbone: its
+# config class (``name``, ``layer``, ``d_model``, ``n_layers``, ``build(info, *, key)``) appended here.
+BACKBONE_CONFIGS: tuple[type, ...] = (ModelConfig, SaShiMiConfig, AdaptiveLMConfig, PooledConfig)
+ModelOptions = Union[tuple(Annotated[c, tyro.conf.subcommand(c.name, description=(c.__doc__ or "").split(". ")[0])]
+                           for c in BACKBONE_CONFIGS)]  # fmt: skip
+
+
+def backbone_config_class(name: str) -> type:
+    """The backbone config class named ``name`` (``model:NAME``, config.json's ``"backbone"``)."""
+    for c in BACKBONE_CONFIGS:
+        if c.name == name:
+            return c
+    raise ValueError(f"unknown backbone {name!r}; choose one of {[c.name for c in BACKBONE_CONFIGS]} (model:NAME)")
 
 
 @dataclass(frozen=True, init=False)
@@ -364,7 +527,7 @@ class TrainConfig:
 class Config:
     """A whole run."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelOptions = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -397,6 +560,7 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["model"]["layer"] = {"name": self.model.layer.name, **self.model.layer.options()}
+        d["model"]["backbone"] = self.model.name
         d["data"]["options"] = self.data.options.to_dict()
         d["schema"] = SCHEMA
         return d
@@ -419,13 +583,14 @@ def _build(cls: type, d: dict[str, Any]) -> Any:
     return cls(**_tuples(d))
 
 
-def _model_from_dict(d: dict[str, Any]) -> ModelConfig:
+def _model_from_dict(d: dict[str, Any]) -> Any:
     d = dict(d)
+    cls = backbone_config_class(d.pop("backbone", ModelConfig.name))
     layer = dict(d.pop("layer", {"name": S4DConfig.name}))
-    unknown = set(d) - {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
-        raise ValueError(f"unknown field(s) {sorted(unknown)} for ModelConfig")
-    return ModelConfig(layer=_build(layer_config_class(layer.pop("name")), layer), **_tuples(d))
+        raise ValueError(f"unknown field(s) {sorted(unknown)} for {cls.__name__}")
+    return cls(layer=_build(layer_config_class(layer.pop("name")), layer), **_tuples(d))
 
 
 def _data_from_dict(d: dict[str, Any]) -> DataConfig:
@@ -462,7 +627,7 @@ def config_from_dict(d: dict[str, Any], where: str = "config") -> Config:
     if schema == 1:
         model = ModelConfig(**_tuples(d.get("model", {})))
         data = _flat_data(d.get("data", {}), where)
-    elif schema == SCHEMA:
+    elif schema in (2, SCHEMA):
         model = _model_from_dict(d.get("model", {}))
         data = _data_from_dict(d.get("data", {}))
     else:

@@ -1,6 +1,7 @@
 """Autoregressive generation with the backbone's recurrent mode.
 
-A causal :class:`~ssm.model.SequenceModel` (``pool="none"``, token inputs) is run in two modes:
+A causal :class:`~ssm.model.SequenceModel` (``pool="none"``, token inputs) is run in two modes (a wrapped
+:mod:`ssm.nn` model, e.g. SaShiMi, in its own ``prefill``/``step``, see :func:`_modes`):
 
 - **prefill**: the prompt goes through every block in one parallel call (each layer's
   ``prefill``: convolution / scan over the whole prefix), which also returns every layer's
@@ -27,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
+from ssm.backbones import Backbone
 from ssm.layers.base import AbstractSSMLayer
 from ssm.model import SequenceModel, _to_dtype
 
@@ -62,10 +64,15 @@ def _run_block(block: Any, x: Array, model_state: eqx.nn.State, layer_state: Any
     return x, sink[0]
 
 
-def check_autoregressive(model: SequenceModel) -> None:
+def check_autoregressive(model: SequenceModel | Backbone) -> None:
     """A clear error unless ``model`` maps a token sequence to per-position next-token logits."""
+    if isinstance(model, Backbone):
+        if not all(hasattr(model.net, m) for m in ("prefill", "step", "init_state")):
+            raise ValueError(f"{type(model.net).__name__} has no recurrent mode (prefill/step): it cannot generate; "
+                             "train an autoregressive backbone (model:sashimi, model:adaptive_lm, model:residual)")  # fmt: skip
+        return
     if not isinstance(model, SequenceModel):
-        raise TypeError(f"expected an ssm.model.SequenceModel, got {type(model).__name__}")
+        raise TypeError(f"expected an ssm.model.SequenceModel or ssm.backbones.Backbone, got {type(model).__name__}")
     if model.pool != "none" or model.retrieval:
         raise ValueError(
             f"generation needs a causal per-position model (model.pool='none', not retrieval); this one pools "
@@ -171,20 +178,34 @@ def _check_sampling(temperature: float, top_p: float) -> None:
         raise ValueError(f"top_p must be in (0, 1] (1: no nucleus filtering), got {top_p!r}")
 
 
+def _modes(model: Any, model_state: eqx.nn.State, rate: float) -> tuple[Any, Any]:
+    """``(prefill(inputs) -> (scores (L, V), cache), step(token, cache) -> (scores (V,), cache))``: a wrapped
+    :mod:`ssm.nn` model (:class:`~ssm.backbones.Backbone`) steps through its own ``prefill``/``step`` (SaShiMi's
+    pooling buffers included; ``AdaptiveLM``'s scores are log-probabilities), a ``SequenceModel`` through its
+    blocks' layers."""
+    if isinstance(model, Backbone):
+        if rate != 1.0:
+            raise ValueError(f"{type(model.net).__name__} generates at its training rate only (got rate={rate})")
+        return model.net.prefill, model.net.step
+    return (lambda inputs: prefill(model, model_state, inputs, rate=rate),
+            lambda tok, cache: step(model, model_state, tok, cache, rate=rate))  # fmt: skip
+
+
 @eqx.filter_jit
 def _generate(model, model_state, prompt, key, length, temperature, top_p, start_token, rate):
     P = prompt.shape[1]
     n_steps = length - P - 1
+    run_prefill, run_step = _modes(model, model_state, rate)
 
     def one(prompt_row, k):
         inputs = prompt_row if start_token is None else jnp.concatenate([jnp.full((1,), start_token, prompt_row.dtype), prompt_row])
-        logits, cache = prefill(model, model_state, inputs, rate=rate)
+        logits, cache = run_prefill(inputs)
         k0, k_rest = jax.random.split(k)
         first = sample_token(k0, logits[-1], temperature, top_p)
 
         def body(carry, kt):
             tok, cache = carry
-            logits, cache = step(model, model_state, tok, cache, rate=rate)
+            logits, cache = run_step(tok, cache)
             nxt = sample_token(kt, logits, temperature, top_p)
             return (nxt, cache), nxt
 
@@ -196,7 +217,7 @@ def _generate(model, model_state, prompt, key, length, temperature, top_p, start
 
 
 def generate(
-    model: SequenceModel,
+    model: SequenceModel | Backbone,
     model_state: eqx.nn.State,
     prompt: Array | np.ndarray,
     *,

@@ -27,6 +27,7 @@ from jaxtyping import Array, PRNGKeyArray
 
 from ssm.config import Config
 from ssm.layers.base import AbstractSSMLayer
+from ssm.backbones import Backbone
 from ssm.model import SequenceModel
 
 _EXTRAS = ("lengths", "inputs2", "lengths2")
@@ -36,7 +37,7 @@ class AtRate(eqx.Module):
     """A backbone that always runs at relative sampling rate ``rate``: ``AtRate(net, 2.0)(inputs, state, ...)``
     is ``net(inputs, state, ..., rate=2.0)``."""
 
-    net: SequenceModel
+    net: SequenceModel | Backbone
     rate: float = eqx.field(static=True)
 
     def __call__(self, inputs: Array, state: eqx.nn.State, **kwargs: Any) -> tuple[Array, eqx.nn.State]:
@@ -46,11 +47,11 @@ class AtRate(eqx.Module):
 
 
 class InferenceModel(eqx.Module):
-    """A trained backbone ready for inference. ``net`` is the :class:`~ssm.model.SequenceModel` (in
-    inference mode), ``state`` its BatchNorm statistics (empty without BatchNorm), ``task`` the
+    """A trained backbone ready for inference. ``net`` is the :class:`~ssm.model.SequenceModel` or the
+    :class:`~ssm.backbones.Backbone` wrapping an :mod:`ssm.nn` model (in inference mode), ``state`` its BatchNorm statistics (empty without BatchNorm), ``task`` the
     dataset's task. ``model(inputs)`` runs ONE example; :meth:`predict` a batch."""
 
-    net: SequenceModel
+    net: SequenceModel | Backbone
     state: eqx.nn.State
     task: str = eqx.field(static=True)
 
@@ -74,6 +75,9 @@ class InferenceModel(eqx.Module):
     @property
     def layers(self) -> list[AbstractSSMLayer]:
         """The SSM layer of every block, in order (unstacked when the model scans over its layers)."""
+        if isinstance(self.net, Backbone):
+            is_layer = lambda x: isinstance(x, AbstractSSMLayer)  # noqa: E731
+            return [x for x in jax.tree_util.tree_leaves(self.net, is_leaf=is_layer) if is_layer(x)]
         if self.net.scan_layers:
             params, static = eqx.partition(self.net.blocks, eqx.is_array)
             return [

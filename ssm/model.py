@@ -360,14 +360,21 @@ class SequenceModel(eqx.Module):
         return decoder(x).astype(out_dtype), state
 
 
-def make_model(
-    cfg: ModelConfig, info: DatasetInfo, *, key: PRNGKeyArray
-) -> tuple[SequenceModel, eqx.nn.State]:
-    """The model and its initial state (BatchNorm running statistics; empty otherwise).
+def make_model(cfg: Any, info: DatasetInfo, *, key: PRNGKeyArray) -> tuple[Any, eqx.nn.State]:
+    """The model of the backbone config ``cfg`` and its initial state (BatchNorm running statistics; empty
+    otherwise). A :class:`~ssm.config.ModelConfig` builds the residual :class:`SequenceModel`; the other backbone
+    configs (``model:sashimi``, ``model:adaptive_lm``, ``model:pooled``) build their :mod:`ssm.nn` model wrapped
+    in :class:`ssm.backbones.Backbone` (the same call signature).
 
     BatchNorm's running mean and variance start at zero, so that Equinox's zero-debiased average
     (hidden / (1 - momentum^count)) is exactly the debiased EMA of the batch statistics (Equinox
     starts the variance at one, which inflates it by momentum^count / (1 - momentum^count))."""
+    if not isinstance(cfg, ModelConfig):
+        from ssm.backbones import Backbone
+
+        net = cfg.build(info, key=key)
+        model = Backbone(net, "log_probs" if hasattr(net, "log_probs") else "logits")
+        return model, eqx.nn.State(model)
     model, state = eqx.nn.make_with_state(SequenceModel)(cfg, info, key=key)
     is_bn = lambda n: isinstance(n, eqx.nn.BatchNorm)  # noqa: E731
     for bn in jax.tree_util.tree_leaves(model, is_leaf=is_bn):
@@ -378,4 +385,7 @@ def make_model(
 
 
 def count_params(model: Any) -> int:
-    return sum(x.size for x in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array)))
+    """Scalars in the arrays of ``model`` (also of an abstract one), as :func:`ssm.nn.count_params`."""
+    from ssm.nn import count_params as count
+
+    return count(model)

@@ -185,3 +185,98 @@ def test_bench_generation_reports_both_rates():
     r = bench_generation("s4d", length=64, d_model=4, d_state=4, n_layers=1, vocab=V, naive_tokens=4, repeats=1)
     assert r["length"] == 64 and r["recurrent_tokens_per_s"] > 0 and r["conv_tokens_per_s"] > 0
     assert r["ratio"] == pytest.approx(r["recurrent_tokens_per_s"] / r["conv_tokens_per_s"])
+
+
+SASHIMI_INFO = DatasetInfo(task="generation", d_input=16, d_output=16, seq_len=16, tokens=True)
+
+
+def _tiny_sashimi():
+    from ssm.config import SaShiMiConfig
+    from ssm.layer_configs import S4Config
+
+    cfg = SaShiMiConfig(layer=S4Config(d_state=4, n_ssm=1), d_model=4, n_layers=1, pool=(2, 2))
+    return make_model(cfg, SASHIMI_INFO, key=jax.random.PRNGKey(3))
+
+
+def test_sashimi_greedy_generation_is_the_argmax_path_of_its_forward():
+    """A SaShiMi run generates through its own recurrent step (pooling buffers included): greedy tokens from the
+    start token equal, at every position, the argmax of the convolutional forward over the tokens before it
+    (float64), through the InferenceModel API that scripts/generate.py calls."""
+    from ssm.inference import InferenceModel
+
+    model, state = _tiny_sashimi()
+    net = eqx.nn.inference_mode(model)
+    inference = InferenceModel(net, state, "generation")
+    length, start = 24, 5  # the convolutional forward below needs a multiple of prod(pool) = 4
+    tokens = inference.generate(np.zeros((2, 0), np.int32), length=length, key=jax.random.PRNGKey(0),
+                                temperature=0.0, start_token=start)  # fmt: skip
+    assert tokens.shape == (2, length)
+    inputs = jnp.concatenate([jnp.full((2, 1), start, jnp.int32), tokens[:, :-1]], axis=1)  # the shifted sequence
+    logits = eqx.filter_jit(lambda m, x: jax.vmap(m)(x))(net.net, inputs)
+    np.testing.assert_array_equal(np.asarray(jnp.argmax(logits, axis=-1)), np.asarray(tokens))
+    # with a prompt, the prompt comes back first and the continuation follows the forward's argmax
+    prompt = np.asarray(tokens[:, :7])
+    again = generate(net, state, prompt, length=length, key=jax.random.PRNGKey(1), temperature=0.0, start_token=start)
+    np.testing.assert_array_equal(np.asarray(again), np.asarray(tokens))
+    with pytest.raises(ValueError, match="training rate"):
+        generate(net, state, prompt, length=length, key=jax.random.PRNGKey(1), start_token=start, rate=2.0)
+
+
+def test_pooled_classifier_cannot_generate():
+    from ssm.config import PooledConfig
+    from ssm.layer_configs import S4DConfig
+
+    info = DatasetInfo(task="classification", d_input=3, d_output=4, seq_len=8, tokens=False)
+    model, state = make_model(PooledConfig(d_model=4, n_layers=1, layer=S4DConfig(d_state=4)), info, key=jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="no recurrent mode"):
+        generate(model, state, np.zeros((1, 1), np.int32), length=4, key=jax.random.PRNGKey(0))
+
+
+@pytest.mark.slow
+def test_scripts_train_and_generate_a_sashimi_run(tmp_path):
+    """`scripts/train.py --cfg audio.sc09` trains two steps on a tiny SC09 folder and `scripts/generate.py RUN`
+    samples it through SaShiMi's recurrent step into 16 kHz WAVs (subprocesses, as a user runs them; ~40 s)."""
+    import os
+    import subprocess
+    import sys
+    import wave
+
+    from test_presets_train import _sc09
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    _sc09(tmp_path / "data")
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": repo}
+    train = [sys.executable, os.path.join(repo, "scripts", "train.py"), "--cfg", "audio.sc09", "--data.root",
+             str(tmp_path / "data"), "--data.seq-len", "64", "--data.batch-size", "2", "--data.eval-batch-size", "2",
+             "--model.d-model", "4", "--model.n-layers", "1", "--model.layer.d-state", "4", "--train.steps", "2",
+             "--train.eval-every", "2", "--train.save-every", "0", "--train.eval-batches", "1", "--train.progress",
+             "none", "--train.run-dir", str(run)]  # fmt: skip
+    out = subprocess.run(train, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "parameters" in out.stdout
+    gen = [sys.executable, os.path.join(repo, "scripts", "generate.py"), str(run), "--n", "2", "--length", "40"]
+    out = subprocess.run(gen, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    tokens = np.load(run / "samples" / "tokens.npy")
+    assert tokens.shape == (2, 40) and tokens.min() >= 0 and tokens.max() < 256
+    for i in range(2):
+        with wave.open(str(run / "samples" / f"sample_{i:03d}.wav")) as w:
+            assert (w.getnframes(), w.getframerate(), w.getsampwidth()) == (40, 16000, 2)
+
+
+def test_adaptive_lm_greedy_generation_is_the_argmax_path_of_its_forward():
+    """An adaptive-softmax LM (no start token: the prompt is the first input) generates through its own step; the
+    greedy continuation is the argmax of its whole-sequence log-probabilities (float64)."""
+    from ssm.config import AdaptiveLMConfig
+    from ssm.layer_configs import S4DConfig
+
+    info = DatasetInfo(task="lm", d_input=20, d_output=20, seq_len=16, tokens=True)
+    cfg = AdaptiveLMConfig(layer=S4DConfig(d_state=4), d_model=8, n_layers=1, cutoffs=(5, 10), div_val=2)
+    model, state = make_model(cfg, info, key=jax.random.PRNGKey(4))
+    model = eqx.nn.inference_mode(model)
+    prompt = jnp.asarray([[3, 7, 1]], jnp.int32)
+    out = generate(model, state, prompt, length=12, key=jax.random.PRNGKey(0), temperature=0.0)
+    np.testing.assert_array_equal(np.asarray(out[:, :3]), np.asarray(prompt))
+    logp = model.net.log_probs(out[0, :-1])
+    np.testing.assert_array_equal(np.asarray(jnp.argmax(logp, axis=-1))[2:], np.asarray(out[0, 3:]))

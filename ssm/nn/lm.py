@@ -80,8 +80,9 @@ class AdaptiveLM(eqx.Module):
         k1, k2 = (None, None) if key is None else tuple(jax.random.split(key))
         return self.softmax(self.features(tokens, key=k1), targets, self.embedding, key=k2)
 
-    def log_probs(self, tokens: Int[Array, " L"]) -> Float[Array, "L V"]:
-        return self.softmax.log_probs(self.features(tokens), self.embedding)
+    def log_probs(self, tokens: Int[Array, " L"], *, key: PRNGKeyArray | None = None) -> Float[Array, "L V"]:
+        k1, k2 = (None, None) if key is None else tuple(jax.random.split(key))
+        return self.softmax.log_probs(self.features(tokens, key=k1), self.embedding, key=k2)
 
     def init_state(self) -> PyTree[Array]:
         return self.backbone.init_state()
