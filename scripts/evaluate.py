@@ -32,7 +32,7 @@ def _subsampling(dataset, data_cfg, resolution: int) -> bool:
     try:
         full = dataset.info(dataclasses.replace(data_cfg, resolution=1)).seq_len
         sub = dataset.info(dataclasses.replace(data_cfg, resolution=resolution)).seq_len
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, AttributeError):
         return False
     return sub == -(-full // resolution) and (resolution == 1 or sub != full)
 
@@ -65,7 +65,8 @@ def evaluate_run(run_dir: str, split: str = "test", checkpoint: str = "best", da
                                                          sharding=replicated, cfg=cfg, weights=weights)  # fmt: skip
     dataset = get_dataset(cfg.data.name)
     data_cfg = cfg.data
-    if resolution is not None and resolution != (cfg.data.resolution or 1):
+    # A dataset without a resolution option (typed per-dataset options) reads as resolution 1.
+    if resolution is not None and resolution != (getattr(cfg.data, "resolution", None) or 1):
         if not _subsampling(dataset, cfg.data, resolution):
             raise ValueError(f"--resolution: dataset {cfg.data.name!r} has no subsampling resolution option "
                              "(it only applies to datasets read every r-th sample, e.g. Speech Commands)")  # fmt: skip
@@ -80,7 +81,7 @@ def evaluate_run(run_dir: str, split: str = "test", checkpoint: str = "best", da
                        batch_size=cfg.data.eval_batch_size, to_global=to_global, max_batches=cfg.train.eval_batches,
                        bucket=cfg.data.length_bucket)  # fmt: skip
     return {"run_dir": run_dir, "checkpoint": which, "step": int(meta["step"]), "split": split, "weights": meta["weights"], "rate": rate,
-            "resolution": data_cfg.resolution, "metrics": metrics}  # fmt: skip
+            "resolution": getattr(data_cfg, "resolution", None), "metrics": metrics}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

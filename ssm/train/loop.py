@@ -35,7 +35,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ssm.config import Config, DataConfig, ModelConfig, OptimConfig
+from ssm.config import Config, DataConfig, OptimConfig
 from ssm.data import get_dataset
 from ssm.data.base import DatasetInfo
 from ssm.model import count_params, make_model
@@ -115,7 +115,7 @@ class Run:
 
 
 @functools.lru_cache(maxsize=8)
-def _build(model_cfg: ModelConfig, optim_cfg: OptimConfig, data_cfg: DataConfig, steps: int,
+def _build(model_cfg: Any, optim_cfg: OptimConfig, data_cfg: DataConfig, steps: int,
            num_devices: int | None, info_key: tuple):  # fmt: skip
     # Cached on what the compiled steps depend on, so that runs of one structure in one process
     # (tests, sweeps) share them.
@@ -261,7 +261,7 @@ def _train(cfg: Config, tracker: Tracker | None, verbose: bool, watchdog: Watchd
                                  "start this run over")  # fmt: skip
         if restored is None:
             state, data_iter, meta = run.init(), make_iter(), {}
-            say(f"[ssm] new run in {tc.run_dir}: {cfg.model.layer} model, {count_params(state.model):,} parameters, "
+            say(f"[ssm] new run in {tc.run_dir}: {cfg.model.name} backbone with {cfg.model.layer} layers, {count_params(state.model):,} parameters, "
                 f"{len(train_src)} training examples, {run.mesh.devices.size} device(s), {jax.process_count()} process(es)")  # fmt: skip
         else:
             state, data_iter, meta = restored

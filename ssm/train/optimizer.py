@@ -71,8 +71,12 @@ def _is_param(x: Any) -> bool:
 def param_labels(model: PyTree, cfg: OptimConfig) -> PyTree[str | None]:
     """A label per array leaf of ``model`` (``None`` on non-array leaves), structured like
     ``eqx.filter(model, eqx.is_array)``."""
-    norm_types = (eqx.nn.LayerNorm, eqx.nn.BatchNorm, eqx.nn.GroupNorm, eqx.nn.RMSNorm)
-    bias_types = (eqx.nn.Linear, eqx.nn.Conv)
+    from ssm.nn.linear import Linear, WeightNormLinear
+    from ssm.nn.norm import LayerNorm, ScalarLayerNorm
+
+    # Equinox's norms and linear maps, and those of the ssm.nn backbones (SaShiMi, adaptive LM, pooled).
+    norm_types = (eqx.nn.LayerNorm, eqx.nn.BatchNorm, eqx.nn.GroupNorm, eqx.nn.RMSNorm, LayerNorm, ScalarLayerNorm)
+    bias_types = (eqx.nn.Linear, eqx.nn.Conv, Linear, WeightNormLinear)
     other = DECAY if cfg.wd_bias_norm else NO_DECAY
 
     def base(node):

@@ -10,9 +10,8 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, PyTree
 
-from ssm.config import ModelConfig
 from ssm.data.base import DatasetInfo
-from ssm.model import SequenceModel, make_model
+from ssm.model import make_model
 
 
 class TrainState(eqx.Module):
@@ -21,20 +20,20 @@ class TrainState(eqx.Module):
     moving average of the weights, a model like ``model``, with ``--optim.ema-decay``; None without)."""
 
     step: Array
-    model: SequenceModel
+    model: eqx.Module  # SequenceModel, or an ssm.nn backbone behind ssm.backbones.Backbone
     model_state: eqx.nn.State
     opt_state: PyTree[Any]
     key: Array
-    ema: SequenceModel | None = None
+    ema: eqx.Module | None = None
 
     @property
-    def eval_model(self) -> SequenceModel:
+    def eval_model(self) -> eqx.Module:
         """The weights that validation, test and the best checkpoint use: the EMA when there is one."""
         return self.model if self.ema is None else self.ema
 
 
 def init_state(
-    model_cfg: ModelConfig, info: DatasetInfo, tx: optax.GradientTransformation, key: Array, ema: bool = False
+    model_cfg: Any, info: DatasetInfo, tx: optax.GradientTransformation, key: Array, ema: bool = False
 ) -> TrainState:
     """A fresh state from the PRNG ``key`` (model init and the dropout stream use distinct keys); with
     ``ema`` the average starts as a copy of the initial weights (see :mod:`ssm.train.ema`)."""
@@ -46,13 +45,13 @@ def init_state(
 
 
 def abstract_state(
-    model_cfg: ModelConfig, info: DatasetInfo, tx: optax.GradientTransformation, ema: bool = False
+    model_cfg: Any, info: DatasetInfo, tx: optax.GradientTransformation, ema: bool = False
 ) -> TrainState:
     """The state's shapes and dtypes (``jax.ShapeDtypeStruct`` leaves) without computing anything."""
     return eqx.filter_eval_shape(init_state, model_cfg, info, tx, jax.random.PRNGKey(0), ema)
 
 
-def abstract_model(model_cfg: ModelConfig, info: DatasetInfo) -> tuple[Any, Any]:
+def abstract_model(model_cfg: Any, info: DatasetInfo) -> tuple[Any, Any]:
     """``(model, model_state)`` with ``jax.ShapeDtypeStruct`` leaves (what a checkpoint's ``model`` item
     is restored into). A layer that cannot be constructed under tracing is built once for real."""
     import warnings
