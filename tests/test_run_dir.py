@@ -238,3 +238,23 @@ def test_jsonl_tracker_resume_drops_later_events_and_never_writes_one_twice(tmp_
     t.close()
     got = [json.loads(line) for line in path.read_text().splitlines()]
     assert got == old[:3] + [{"step": 4, "split": "train", "loss": 40.0}]
+
+
+def test_train_script_returns_the_failure_exit_code(tmp_path, capsys):
+    """scripts/train.py maps an expected failure to its own exit code and a one-line error: missing data -> 6,
+    another run's config in the run directory -> 4 (after a first run of 2 steps)."""
+    from _train_helpers import _script
+
+    script = _script("train")
+    run = str(tmp_path / "run")
+    rc = script.main(["--cfg", "mnist.smnist", "--data.root", str(tmp_path / "nodata"), "--train.run-dir", run,
+                      "--data.batch-size", "8", "--data.eval-batch-size", "8"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 6 and err[-1].startswith("error: ") and "mnist" in err[-1], err
+    common = ["--cfg", "demo.digits", "--train.run-dir", run, "--train.steps", "2", "--train.eval-every", "0",
+              "--train.progress", "none", "--data.batch-size", "8", "--data.eval-batch-size", "8",
+              "--model.n-layers", "1", "--model.d-model", "8", "--model.layer.d-state", "4"]
+    assert script.main(common) == 0
+    capsys.readouterr()
+    assert script.main(common[:-2] + ["--model.layer.d-state", "8"]) == 4
+    assert "d_state" in capsys.readouterr().err

@@ -261,7 +261,8 @@ def _train(cfg: Config, tracker: Tracker | None, verbose: bool, watchdog: Watchd
                                  "start this run over")  # fmt: skip
         if restored is None:
             state, data_iter, meta = run.init(), make_iter(), {}
-            say(f"[ssm] new run in {tc.run_dir}: {cfg.model.name} backbone with {cfg.model.layer} layers, {count_params(state.model):,} parameters, "
+            say(f"[ssm] new run in {tc.run_dir}: {cfg.model.name} backbone with {cfg.model.layer} layers, "
+                f"{count_params(state.model):,} parameters, "
                 f"{len(train_src)} training examples, {run.mesh.devices.size} device(s), {jax.process_count()} process(es)")  # fmt: skip
         else:
             state, data_iter, meta = restored
