@@ -149,6 +149,9 @@ def conv_gelu_floor(B: int, H: int, L: int, key) -> tuple[Any, tuple]:
 def matmul_shapes(cfg, info, B: int) -> list[tuple[str, int, int, int, bool, bool]]:
     """``(name, rows, d_in, d_out, bias, needs input gradient)`` of every dense matmul of the model's step."""
     m = cfg.model
+    if getattr(m, "name", "residual") != "residual":
+        raise ValueError(f"the step floor is written for the residual backbone (model:residual); {m.name!r} "
+                         "(SaShiMi, adaptive LM, pooled) is not covered yet")
     H, L = m.d_model, info.seq_len
     n_seq = 2 if info.task == "retrieval" else 1
     rows = n_seq * B * L
@@ -207,6 +210,9 @@ def elementwise_floor(cfg, info, B: int, key) -> tuple[Any, tuple]:
     import jax.numpy as jnp
 
     m = cfg.model
+    if getattr(m, "name", "residual") != "residual":
+        raise ValueError(f"the step floor is written for the residual backbone (model:residual); {m.name!r} "
+                         "(SaShiMi, adaptive LM, pooled) is not covered yet")
     H, L = m.d_model, info.seq_len
     Bn = (2 if info.task == "retrieval" else 1) * B
     train_dropout = m.dropout > 0

@@ -140,6 +140,8 @@ def test_conv_floor_is_the_convolution_the_model_needs(bidirectional):
 
 
 def test_matmul_shapes_follow_the_model():
+    import dataclasses
+
     import configs
     from ssm.data.base import DatasetInfo
 
@@ -149,7 +151,11 @@ def test_matmul_shapes_follow_the_model():
     assert shapes[0] == ("encoder", 50 * 784, 1, 256, True, False)
     assert [s[1:4] for s in shapes[1:5]] == [(50 * 784, 256, 512)] * 4 and len(shapes) == 6
     assert shapes[-1] == ("decoder", 50, 256, 10, True, True)
-    lm = configs.get_preset("lm.wt2")
+    # a residual token LM with a tied decoder (the lm.wt2 preset of 2026-12-06 before it became the adaptive LM)
+    from ssm.config import ModelConfig
+
+    lm = dataclasses.replace(cfg, model=ModelConfig(layer="s4", n_layers=12, d_model=512, pool="none",
+                                                    tie_embeddings=True))
     info = DatasetInfo(task="lm", d_input=100, d_output=100, seq_len=16, tokens=True)
     shapes = floor.matmul_shapes(lm, info, 2)
     assert shapes[0][0].startswith("block") and len(shapes) == 13  # token inputs: a gather, no encoder matmul
