@@ -10,6 +10,9 @@ import jax  # noqa: E402
 jax.config.update("jax_num_cpu_devices", 4)
 jax.config.update("jax_enable_x64", True)
 
+import gc  # noqa: E402
+import sys  # noqa: E402
+
 import pytest  # noqa: E402
 
 
@@ -24,3 +27,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_collection_finish(session):
+    # The preset runs go to worker processes as soon as the selection is known, so they overlap the other tests.
+    mod = sys.modules.get("test_presets_train")
+    if mod is not None and "PYTEST_CURRENT_TEST" not in os.environ:
+        mod.start_selected(session.items)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    # Each module's compiled programs stay in JAX's caches for the whole session otherwise: over ~700 tests the
+    # suite's process grew by GiBs, and CI (2 cores, 24 GiB) then failed to start threads late in the run.
+    yield
+    jax.clear_caches()
+    gc.collect()

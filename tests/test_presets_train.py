@@ -181,10 +181,10 @@ NAMES = sorted(k for k in PRESETS if not k.startswith("demo."))
 # The copying tasks score the last M outputs against M target tokens (S4's l_output = M decoder);
 # the trainer's lm loss does not yet compare the last T outputs as its regression loss does.
 # Every preset trains two steps in the default run. Each run costs seconds of XLA compilation (~8 s of CPU), so
-# the runs go to a pool of worker processes started when pytest collects this module: they use the core that the
-# single-process suite leaves idle while the tests before this module run, and the tests here wait for their
-# results. (An import from a running test, e.g. test_presets_build's use of WRITERS, starts nothing; runs not
-# waited for are cancelled at exit.)
+# the runs go to a pool of worker processes started once pytest has selected the tests (tests/conftest.py calls
+# start_selected: only the selected presets run): they use the core that the single-process suite leaves idle
+# while the tests before this module run, and the tests here wait for their results. (An import from a running
+# test, e.g. test_presets_build's use of WRITERS, starts nothing; runs not waited for are cancelled at exit.)
 WORKERS = max(1, min(2, os.cpu_count() or 1))
 
 
@@ -248,8 +248,9 @@ def _train_preset(name: str) -> dict:
 _POOL: dict = {}
 
 
-def _start_runs() -> dict:
-    """``{preset: AsyncResult}`` of the two-step runs of every preset (the pool is started once)."""
+def _start_runs(names=None) -> dict:
+    """``{preset: AsyncResult}`` of the two-step runs of ``names`` (default: every preset); the pool is started
+    once, by the first call."""
     import atexit
     import multiprocessing
 
@@ -258,15 +259,25 @@ def _start_runs() -> dict:
     if not _POOL:
         here = os.path.dirname(os.path.abspath(__file__))
         # A multiprocessing pool (daemon workers): at exit, runs not waited for are dropped, not finished.
-        pool = multiprocessing.get_context("spawn").Pool(WORKERS, _preset_worker.init, ([here, os.path.dirname(here)],))
+        # A worker is replaced after a few runs: each run leaves its compiled programs in the worker's caches,
+        # and two workers holding all ~70 presets' programs would hold GiBs beside the suite's own process.
+        pool = multiprocessing.get_context("spawn").Pool(
+            WORKERS, _preset_worker.init, ([here, os.path.dirname(here)],), maxtasksperchild=10
+        )
         _POOL["pool"] = pool
-        _POOL["runs"] = {n: pool.apply_async(_preset_worker.train_preset, (n,)) for n in NAMES if _skip_reason(n) is None}
+        wanted = NAMES if names is None else [n for n in NAMES if n in set(names)]
+        _POOL["runs"] = {n: pool.apply_async(_preset_worker.train_preset, (n,)) for n in wanted if _skip_reason(n) is None}
         atexit.register(pool.terminate)
     return _POOL["runs"]
 
 
-if "PYTEST_CURRENT_TEST" not in os.environ and __import__("multiprocessing").current_process().name == "MainProcess":
-    _start_runs()  # collection time: not imported by a running test, nor by a worker
+def start_selected(items) -> None:
+    """Called by tests/conftest.py once pytest has selected the tests to run (after ``-k``/``--deselect``): start
+    the runs of the selected presets only, before the first test runs."""
+    names = [it.callspec.params["name"] for it in items
+             if it.originalname == "test_preset_trains_two_steps" and it.module.__name__ == __name__]  # fmt: skip
+    if names:
+        _start_runs(names)
 
 
 @pytest.fixture(scope="module")
@@ -281,6 +292,8 @@ def test_preset_trains_two_steps(name, trained):
     reason = _skip_reason(name)
     if reason:
         pytest.skip(reason)
+    if name not in trained:
+        pytest.fail(f"{name}: no run was started for it (tests/conftest.py starts the selected presets' runs)")
     res = trained[name].get(timeout=900)
     assert res["step"] == 2
     for split in ("val", "test"):
