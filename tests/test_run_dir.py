@@ -193,6 +193,56 @@ def test_expected_failures_are_one_line_errors_with_their_own_exit_codes(tmp_pat
         train(_cfg(str(tmp_path / "full")), tracker=FullDisk(), verbose=False)
 
 
+FULL_DISK = """
+import jax
+jax.config.update("jax_enable_x64", True)
+import shutil, sys
+from _train_helpers import register, tiny_config
+from ssm.train import train
+register()
+for mode in ("async", "sync"):  # Orbax writes in background threads, or in the caller's
+    shutil.rmtree(f"{sys.argv[1]}/async", ignore_errors=True)  # the same free space for both
+    try:
+        train(tiny_config(f"{sys.argv[1]}/{mode}", train=dict(async_checkpoint=mode == "async")), verbose=False)
+        print(mode, "finished")
+    except Exception as e:
+        print(mode, type(e).__name__, getattr(e, "exit_code", None), str(e).replace(chr(10), "|"))
+"""
+
+
+def _can_mount_tmpfs(where) -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {where}"],
+                           capture_output=True)  # fmt: skip
+    return probe.returncode == 0
+
+
+def test_a_really_full_disk_is_a_one_line_error_with_exit_code_5(tmp_path):
+    # A real ENOSPC: the run directory on a 64 KiB tmpfs (in a private mount namespace) fits config.json and
+    # metrics but not the first checkpoint, which Orbax writes through TensorStore (its errors are ValueErrors
+    # carrying the errno), in its own threads when saving asynchronously.
+    from _train_helpers import subprocess_env
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if not _can_mount_tmpfs(disk):
+        pytest.skip("needs the privilege to mount a tmpfs in a private mount namespace (unshare -m)")
+    script = tmp_path / "full.py"
+    script.write_text(FULL_DISK)
+    cmd = f"mount -t tmpfs -o size=64k tmpfs {disk} && exec {PYTHON} {script} {disk}"
+    p = subprocess.run(["unshare", "-m", "sh", "-c", cmd], env=subprocess_env(), capture_output=True, text=True,
+                       timeout=600)  # fmt: skip
+    lines = p.stdout.splitlines()
+    assert p.returncode == 0 and len(lines) == 2, (p.stdout, p.stderr[-3000:])
+    for mode, line in zip(("async", "sync"), lines):
+        assert line.startswith(f"{mode} RunDirUnusable 5 cannot write to the run directory {disk}/{mode} "
+                               "(No space left on device: "), line  # fmt: skip
+        assert "free space" in line and "|" not in line, line
+    # Orbax's threads each log the same TensorStore failure with a traceback: the one-line error replaces them.
+    assert "Traceback" not in p.stderr and "RESOURCE_EXHAUSTED" not in p.stderr, p.stderr[-3000:]
+
+
 RESTORE_OTHER_SHAPES = """
 import jax
 jax.config.update("jax_num_cpu_devices", 4)

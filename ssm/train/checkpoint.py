@@ -31,6 +31,8 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
+from ssm.train.errors import run_dir_os_error
+
 
 class CheckpointWarning(UserWarning):
     """A checkpoint was unreadable and skipped."""
@@ -84,8 +86,16 @@ def _silence_library_noise() -> None:
             msg = record.getMessage()
             return not ("never retrieved" in msg and "orbax" in msg)
 
+    class _FullDiskFilter(logging.Filter):
+        # A full or unwritable run directory makes each of Orbax's save threads log its own traceback of the
+        # same TensorStore error (~500 lines for one failed save); the trainer reports it in one line (exit 5).
+        def filter(self, record: logging.LogRecord) -> bool:
+            exc = record.exc_info[1] if record.exc_info else None
+            return run_dir_os_error(exc) is None and run_dir_os_error(ValueError(record.getMessage())) is None
+
     sys.excepthook, sys.unraisablehook = excepthook, unraisablehook
     logging.getLogger("asyncio").addFilter(_OrbaxTaskFilter())
+    logging.getLogger("absl").addFilter(_FullDiskFilter())
 
 
 def _split(state: Any) -> tuple[dict[str, Any], dict[str, Any], Any]:

@@ -7,6 +7,13 @@ failures apart (``sys.exit(getattr(e, "exit_code", 2))``).
 
 from __future__ import annotations
 
+import errno
+import os
+import re
+
+# errno values that mean "this run directory cannot be written" (not a bug: a one-line error).
+RUN_DIR_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+
 
 class RunError(ValueError):
     """A run that cannot start or go on, for a reason the message names (no traceback needed)."""
@@ -42,3 +49,20 @@ class Preempted(KeyboardInterrupt):
     """SIGTERM (a scheduler's preemption): a checkpoint was saved; rerunning resumes. Exits like Ctrl-C."""
 
     exit_code = 130
+
+
+def run_dir_os_error(e: BaseException) -> OSError | None:
+    """The "cannot write here" OSError behind ``e``, or None. Orbax writes arrays through TensorStore, whose
+    failures arrive as ``ValueError("RESOURCE_EXHAUSTED: Error writing local file \"F\": ...
+    [os_error_code='28']")`` rather than as an OSError; those are read back into one."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in RUN_DIR_ERRNOS:
+            return e
+        m = re.search(r"os_error_code='(\d+)'", str(e))
+        if m and int(m.group(1)) in RUN_DIR_ERRNOS:
+            f = re.search(r'local file "([^"]+)"', str(e))
+            return OSError(int(m.group(1)), os.strerror(int(m.group(1))), f.group(1) if f else None)
+        e = e.__cause__ or e.__context__
+    return None

@@ -21,7 +21,6 @@ clusters; on plain machines set ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES
 from __future__ import annotations
 
 import dataclasses
-import errno
 import functools
 import json
 import os
@@ -41,7 +40,7 @@ from ssm.data.base import DatasetInfo
 from ssm.model import count_params, make_model
 from ssm.train.best import BestTracker
 from ssm.train.checkpoint import Checkpoints
-from ssm.train.errors import DataMissing, RunDirMismatch, TrainingDiverged
+from ssm.train.errors import DataMissing, RunDirMismatch, TrainingDiverged, run_dir_os_error
 from ssm.train.evaluation import evaluate
 from ssm.train.optimizer import make_optimizer, plateau_update
 from ssm.train.pipeline import train_dataset, train_iterator
@@ -187,8 +186,6 @@ def build(cfg: Config) -> Run:
     return Run(cfg=cfg, dataset=dataset, **parts)
 
 
-# errno values that mean "this run directory cannot be written" (not a bug: a one-line error).
-_RUN_DIR_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
 
 
 def train(cfg: Config, *, tracker: Tracker | None = None, verbose: bool = True) -> dict[str, Any]:
@@ -201,10 +198,12 @@ def train(cfg: Config, *, tracker: Tracker | None = None, verbose: bool = True) 
     with StopSignals() as stop, Watchdog(cfg.train.hang_timeout_s, hint=hint) as watchdog:
         try:
             return _train(cfg, tracker, verbose, watchdog, stop)
-        except OSError as e:
-            if e.errno in _RUN_DIR_ERRNOS:
-                raise unusable(cfg.train.run_dir, e) from None
+        except Exception as e:
+            os_error = run_dir_os_error(e)
+            if os_error is not None:
+                raise unusable(cfg.train.run_dir, os_error) from None
             raise
+
 
 
 def _data(fn: Callable[[], Any]) -> Any:
