@@ -677,7 +677,7 @@ def diagonal_chunked_conv(
 ) -> Float[Array, "L H"]:
     """The convolution of :func:`fft_conv` with the diagonal kernel ``K_l = scale · Re Σ_m c_m z_m^l``
     (``z = exp(log_z)``, ``|z| ≤ 1``), computed as the recurrence it comes from, in chunks of ``T = chunk`` steps
-    (the chunked form of a linear recurrence, as in Mamba-2's state space duality, Dao & Gu 2024, Sec. 6):
+    (the chunked, block-decomposed form of a linear recurrence, as in Dao & Gu 2024, "Transformers are SSMs"):
 
         y_{cT+i} = Σ_{j≤i} K_{i-j} u_{cT+j}  +  scale · Re Σ_m c_m z_m^{i+1} X_{c,m},
         X_{c+1} = z^T X_c + Σ_j z^{T-1-j} u_{cT+j},   X_0 = 0.
