@@ -1,6 +1,6 @@
 """Kernel mathematics of the S4 family: discretization, Vandermonde and Cauchy kernels, Woodbury, FFT convolution,
-the DPLR set-up (``C̃`` and its length doubling, the constants of the O(N) step), prefill, and the associative-scan
-diagonal recurrence (S5).
+the DPLR set-up (``C̃`` and its length doubling, the constants of the O(N) step), prefill, the associative-scan
+diagonal recurrence (S5), and the chunked diagonal convolution.
 
 Pure ``jax.numpy`` functions (float32 or float64, differentiable); the dense DPLR set-up also runs in numpy.
 Conventions (after state-spaces/s4 src/models/sequence/kernels/, ag1988/dss, lindermanlab/S5 s5/ssm.py):
@@ -150,7 +150,7 @@ def diagonal_kernel(
         raise ValueError(f"Unknown disc {disc!r}; choose one of {DISCS}.")
     if A.shape != B.shape or A.shape != C.shape[-2:] or A.shape[0] != dt.shape[0]:
         raise ValueError(
-            f"diagonal_kernel expects dt (H,) and A, B, C (H, M); got dt {dt.shape}, A {A.shape}, "
+            f"diagonal_kernel expects dt (H,), A and B (H, M), C (..., H, M); got dt {dt.shape}, A {A.shape}, "
             f"B {B.shape}, C {C.shape}."
         )
     dtA = dt[:, None] * A
