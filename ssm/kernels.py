@@ -1,6 +1,6 @@
 """Kernel mathematics of the S4 family: discretization, Vandermonde and Cauchy kernels, Woodbury, FFT convolution,
-the DPLR set-up (``C̃`` and its length doubling, the constants of the O(N) step), prefill, and the associative-scan
-diagonal recurrence (S5).
+the DPLR set-up (``C̃`` and its length doubling, the constants of the O(N) step), prefill, the associative-scan
+diagonal recurrence (S5), and the chunked diagonal convolution.
 
 Pure ``jax.numpy`` functions (float32 or float64, differentiable); the dense DPLR set-up also runs in numpy.
 Conventions (after state-spaces/s4 src/models/sequence/kernels/, ag1988/dss, lindermanlab/S5 s5/ssm.py):
@@ -88,16 +88,17 @@ def _divisor_block(L: int) -> int | None:
 
 
 def vandermonde(
-    c: Complex[Array, "H M"],
+    c: Complex[Array, "*C H M"],
     log_z: Complex[Array, "H M"],
     L: int,
     *,
     reverse: Bool[Array, "H M"] | None = None,
-) -> Float[Array, "H L"]:
+) -> Float[Array, "*C H L"]:
     """``Re Σ_m c_m z_m^l`` for ``l = 0..L-1``, with ``z_m^l = exp(l · log z_m)`` (log-Vandermonde).
 
     Writing ``l = b·T + j`` gives ``Σ_m (c_m z_m^{bT}) z_m^j``: a ``(L/T, M) @ (M, T)`` product per channel, done as one
-    real batched matmul. Memory ``O(H M √L)``; no ``(H, M, L)`` tensor is formed.
+    real batched matmul. Memory ``O(H M √L)``; no ``(H, M, L)`` tensor is formed. Leading axes of ``c`` (e.g. the two
+    output matrices of a bidirectional layer) share the powers ``z^j``: one set of exponentials, one matmul.
 
     ``reverse``: modes where True run backwards, contributing ``Re c_m z_m^{L-1-l}``. With ``T`` a divisor of ``L``,
     ``L-1-l = (L/T-1-b)T + (T-1-j)``: a reversed mode only reverses its own row and column indices, so both directions
@@ -114,28 +115,29 @@ def vandermonde(
     b = jnp.arange(nb, dtype=j.dtype) * T
     if reverse is None:
         inner = jnp.exp(log_z[:, :, None] * j)  # (H, M, T)
-        outer = c[:, None, :] * jnp.exp(log_z[:, None, :] * b[:, None])  # (H, nb, M)
+        outer = c[..., :, None, :] * jnp.exp(log_z[:, None, :] * b[:, None])  # (*C, H, nb, M)
     else:
         j_idx = jnp.where(reverse[:, :, None], (T - 1) - j, j)  # (H, M, T)
         b_idx = jnp.where(reverse[:, None, :], (nb - 1) * T - b[:, None], b[:, None])  # (H, nb, M)
         inner = jnp.exp(log_z[:, :, None] * j_idx)
-        outer = c[:, None, :] * jnp.exp(log_z[:, None, :] * b_idx)
+        outer = c[..., :, None, :] * jnp.exp(log_z[:, None, :] * b_idx)
     # Re(outer @ inner) = Re(outer) Re(inner) - Im(outer) Im(inner), as a single real matmul.
-    lhs = jnp.concatenate([outer.real, -outer.imag], axis=-1)  # (H, nb, 2M)
+    lhs = jnp.concatenate([outer.real, -outer.imag], axis=-1)  # (*C, H, nb, 2M)
     rhs = jnp.concatenate([inner.real, inner.imag], axis=-2)  # (H, 2M, T)
-    K = jnp.matmul(lhs, rhs, precision=jax.lax.Precision.HIGHEST)  # (H, nb, T)
-    return K.reshape(K.shape[0], nb * T)[:, :L]
+    K = jnp.matmul(lhs, rhs, precision=jax.lax.Precision.HIGHEST)  # (*C, H, nb, T)
+    return K.reshape(K.shape[:-2] + (nb * T,))[..., :L]
 
 
 def diagonal_kernel(
     dt: Float[Array, " H"],
     A: Complex[Array, "H M"],
     B: Complex[Array, "H M"],
-    C: Complex[Array, "H M"],
+    C: Complex[Array, "*C H M"],
     L: int,
     disc: str = "zoh",
-) -> Float[Array, "H L"]:
-    """Convolution kernel ``(H, L)`` of a diagonal SSM from continuous-time parameters.
+) -> Float[Array, "*C H L"]:
+    """Convolution kernel ``(H, L)`` of a diagonal SSM from continuous-time parameters; ``(*C, H, L)`` for output
+    matrices ``C (*C, H, M)`` sharing ``Λ, B, Δ`` (a bidirectional layer's two), computed in one pass.
 
     - ``"zoh"``: ``K_l = 2 Re Σ_m C_m B_m (e^{ΔΛ_m} - 1)/Λ_m · e^{lΔΛ_m}`` (S4D).
     - ``"bilinear"``: ``K_l = 2 Re Σ_m C_m B_m Δ/(1 - ΔΛ_m/2) · Ā_m^l``, ``Ā_m = (1 + ΔΛ_m/2)/(1 - ΔΛ_m/2)``.
@@ -146,9 +148,9 @@ def diagonal_kernel(
     """
     if disc not in DISCS:
         raise ValueError(f"Unknown disc {disc!r}; choose one of {DISCS}.")
-    if A.shape != B.shape or A.shape != C.shape or A.shape[0] != dt.shape[0]:
+    if A.shape != B.shape or A.shape != C.shape[-2:] or A.shape[0] != dt.shape[0]:
         raise ValueError(
-            f"diagonal_kernel expects dt (H,) and A, B, C (H, M); got dt {dt.shape}, A {A.shape}, "
+            f"diagonal_kernel expects dt (H,), A and B (H, M), C (..., H, M); got dt {dt.shape}, A {A.shape}, "
             f"B {B.shape}, C {C.shape}."
         )
     dtA = dt[:, None] * A
@@ -156,8 +158,8 @@ def diagonal_kernel(
     if disc == "zoh":
         return 2 * vandermonde(W * (jnp.exp(dtA) - 1) / A, dtA, L)
     if disc == "bilinear":
-        Ab, Bb = discretize_bilinear(dt[:, None], A, W)
-        return 2 * vandermonde(Bb, jnp.log(Ab), L)
+        half = dtA / 2  # discretize_bilinear's Ā and B̄ (with W for B), written out: W may carry leading axes
+        return 2 * vandermonde(dt[:, None] / (1 - half) * W, jnp.log((1 + half) / (1 - half)), L)
     if disc == "dss_exp":
         return vandermonde(W * (jnp.exp(dtA) - 1) / A, dtA, L)
     # dss_softmax
@@ -172,7 +174,7 @@ def diagonal_kernel(
     zero = jnp.zeros_like(coef)
     K_fwd = vandermonde(jnp.where(grow, zero, coef), x, L)
     K_bwd = vandermonde(jnp.where(grow, coef, zero), x, L)
-    return K_fwd + K_bwd[:, ::-1]
+    return K_fwd + K_bwd[..., ::-1]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -623,3 +625,77 @@ def linear_recurrence(
     Reverse-mode differentiable (custom VJP: the adjoint is the opposite-direction scan); no forward mode.
     """
     return _recurrence(a, b, reverse)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Chunked diagonal convolution (short sequences, small state)
+
+
+def _chunked_causal(
+    u: Float[Array, "L H"], log_z: Complex[Array, "H M"], c: Complex[Array, "H M"], scale: float, T: int
+) -> Float[Array, "L H"]:
+    """``y_t = Σ_{s≤t} K[t-s] u_s`` with ``K_l = scale · Re Σ_m c_m z_m^l``, chunk by chunk (see
+    :func:`diagonal_chunked_conv`)."""
+    L, H = u.shape
+    nc = -(-L // T)
+    rdt = jnp.real(log_z).dtype
+    uc = jnp.pad(u.astype(rdt), ((0, nc * T - L), (0, 0))).reshape(nc, T, H).transpose(2, 1, 0)  # (H, T, nc)
+    i = jnp.arange(T, dtype=rdt)
+    # Within a chunk: the lower-triangular Toeplitz matrix of the first T kernel taps.
+    k = scale * vandermonde(c, log_z, T)  # (H, T)
+    # Lower-triangular Toeplitz by tiling [k, 0] (length 2T) T times: row r of the (T, 2T-1) reshape reads
+    # [k, 0] at (j - r) mod 2T, i.e. k[j - r] for j >= r and zeros above. Its gradient is a sum of slices, where a
+    # gather by lag would give a scatter-add.
+    a = jnp.pad(k, ((0, 0), (0, T)))
+    toep = jnp.tile(a, (1, T))[:, : T * (2 * T - 1)].reshape(H, T, 2 * T - 1)[:, :, :T].transpose(0, 2, 1)
+    y = jnp.matmul(toep, uc, precision=_HIGHEST)  # (H, T, nc)
+    if nc > 1:
+        # State at the end of each chunk from its own inputs, S_c = Σ_j z^{T-1-j} u_{cT+j} (real and imaginary parts
+        # as one real matmul), then chained across chunks, X_{c+1} = z^T X_c + S_c, X_0 = 0.
+        zr = jnp.exp(log_z[:, :, None] * (T - 1 - i))  # (H, M, T)
+        S = jnp.matmul(jnp.concatenate([zr.real, zr.imag], axis=1), uc[:, :, :-1], precision=_HIGHEST)
+        M = log_z.shape[1]
+        S = (S[:, :M] + 1j * S[:, M:]).transpose(2, 0, 1)  # (nc-1, H, M)
+        X = linear_recurrence(jnp.exp(T * log_z).reshape(-1), S.reshape(nc - 1, -1)).reshape(nc - 1, H, M)
+        # Its output in the next chunk: scale · Re Σ_m c_m z_m^{i+1} X_m.
+        out = c[:, None, :] * jnp.exp(log_z[:, None, :] * (i + 1)[:, None])  # (H, T, M)
+        Xr = X.transpose(1, 2, 0)  # (H, M, nc-1)
+        y_in = jnp.matmul(jnp.concatenate([out.real, -out.imag], axis=-1),
+                          jnp.concatenate([Xr.real, Xr.imag], axis=1), precision=_HIGHEST)  # (H, T, nc-1)
+        y = y + scale * jnp.pad(y_in, ((0, 0), (0, 0), (1, 0)))
+    return y.transpose(2, 1, 0).reshape(nc * T, H)[:L]
+
+
+def diagonal_chunked_conv(
+    u: Float[Array, "L H"],
+    log_z: Complex[Array, "H M"],
+    c: Complex[Array, "d H M"],
+    D: Float[Array, " H"] | None = None,
+    *,
+    scale: float = 2.0,
+    chunk: int = 64,
+) -> Float[Array, "L H"]:
+    """The convolution of :func:`fft_conv` with the diagonal kernel ``K_l = scale · Re Σ_m c_m z_m^l``
+    (``z = exp(log_z)``, ``|z| ≤ 1``), computed as the recurrence it comes from, in chunks of ``T = chunk`` steps
+    (the chunked, block-decomposed form of a linear recurrence, as in Dao & Gu 2024, "Transformers are SSMs"):
+
+        y_{cT+i} = Σ_{j≤i} K_{i-j} u_{cT+j}  +  scale · Re Σ_m c_m z_m^{i+1} X_{c,m},
+        X_{c+1} = z^T X_c + Σ_j z^{T-1-j} u_{cT+j},   X_0 = 0.
+
+    Work per step and channel: ``T`` (the Toeplitz block) ``+ 4M`` (state in and out) real multiply-adds, all as
+    batched matmuls, against FFTs of size ``2L``; cheaper for short ``L`` and small ``M``. ``c (1, H, M)`` is causal,
+    ``c (2, H, M)`` bidirectional (``c[1]`` the backward half, as ``fft_conv``'s ``k[1]``). Needs ``Re log_z ≤ 0``
+    (decaying modes): the state is carried forwards, never by ``z^{-1}``.
+    """
+    if c.ndim != 3 or c.shape[0] not in (1, 2) or c.shape[1:] != log_z.shape or log_z.shape[0] != u.shape[1]:
+        raise ValueError(
+            f"diagonal_chunked_conv expects u (L, H), log_z (H, M), c (1|2, H, M); got u {u.shape}, "
+            f"log_z {log_z.shape}, c {c.shape}."
+        )
+    T = max(1, min(chunk, u.shape[0]))
+    y = _chunked_causal(u, log_z, c[0], scale, T)
+    if c.shape[0] == 2:
+        y = y + _chunked_causal(u[::-1], log_z, c[1], scale, T)[::-1]
+    if D is not None:
+        y = y + u * D
+    return y.astype(u.dtype)

@@ -60,6 +60,18 @@ def warped_response(h: Float[Array, "*batch n"], dt: Float[Array, "*batch"], L: 
                       jnp.exp(-1j * j[:, None] * theta[..., None, :]))
 
 
+def _lower_toeplitz(col: Float[Array, "*batch n"]) -> Float[Array, "*batch n n"]:
+    """The lower-triangular Toeplitz matrix ``T_ij = col_{i-j}`` (``i ≥ j``), 0 above the diagonal.
+
+    ``[col, 0]`` (length 2n) tiled n times and read as ``(n, 2n-1)`` rows gives ``row r, entry j = [col, 0]_{(j-r) mod
+    2n}``, i.e. ``col_{j-r}`` for ``j ≥ r`` and 0 for ``j < r``: the transpose of ``T``. Built from slices and
+    reshapes, so its gradient is a sum of slices, where a gather by lag would give a scatter-add."""
+    n = col.shape[-1]
+    a = jnp.concatenate([col, jnp.zeros_like(col)], axis=-1)
+    rows = jnp.tile(a, (1,) * (col.ndim - 1) + (n,))[..., : n * (2 * n - 1)]
+    return jnp.swapaxes(rows.reshape(col.shape[:-1] + (n, 2 * n - 1))[..., :n], -1, -2)
+
+
 def hope_realization(
     h: Float[Array, "*batch n"], dt: Float[Array, "*batch"]
 ) -> tuple[Float[Array, "*batch n n"], Float[Array, "*batch n"], Float[Array, "*batch n"], Float[Array, "*batch"]]:
@@ -70,9 +82,7 @@ def hope_realization(
     # First column of T = (I + αS)^{-1}: (-α)^k, built by a cumulative product so that it is smooth at α = 0.
     col = jnp.cumprod(jnp.concatenate([jnp.ones_like(alpha)[..., None],
                                        jnp.broadcast_to(-alpha[..., None], alpha.shape + (n - 1,))], -1), -1)
-    i = jnp.arange(n)
-    lag = i[:, None] - i[None, :]
-    T = jnp.where(lag >= 0, col[..., jnp.clip(lag, 0, n - 1)], 0.0)  # (*batch, n, n)
+    T = _lower_toeplitz(col)  # (*batch, n, n)
     ST = jnp.concatenate([jnp.zeros_like(T[..., :1, :]), T[..., :-1, :]], axis=-2)  # S T
     Ab = alpha[..., None, None] * T + ST
     Bb = -alpha[..., None] * Ab[..., :, 0]
@@ -106,9 +116,7 @@ def hope_kernel(h: Float[Array, "*batch n"], dt: Float[Array, "*batch"], L: int)
     xT, Q = jax.lax.scan(matvec, jnp.stack([Bb, e1]), None, length=T)  # Q: (T, 2, G, n)
     Q = Q[:, 0]
     col = xT[1]  # (G, n) = Ā^T e₁
-    i = jnp.arange(n)
-    lag = i[:, None] - i[None, :]
-    AT = jnp.where(lag >= 0, col[:, jnp.clip(lag, 0, n - 1)], 0.0)  # (G, n, n)
+    AT = _lower_toeplitz(col)  # (G, n, n)
 
     def rowstep(r, _):
         return jnp.einsum("gn,gnk->gk", r, AT), r
