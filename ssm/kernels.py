@@ -225,7 +225,16 @@ def dplr_kernel_from_ctilde(
     With ``g(ω) = (2/Δ)(1-ω)/(1+ω)``, ``a = 1 - ω``, ``b = 1 + ω``, ``μ = ΔΛ/2``:
     ``2/(1+ω) C̃(g - A)^{-1}B = Δ·[S00 - (Δ/2) b S01 (I + (Δ/2) b S11)^{-1} S10]`` with the Cauchy-type sums
     ``S_xy = Σ_n x_n y_n / (a - b μ_n)`` over the full conjugate-symmetric system (Woodbury on ``A = Λ - P P^*``).
-    This form has no singularity at ``ω = -1`` (the bilinear map sends it to ``g = ∞``). Frequencies are processed in
+    This form has no singularity at ``ω = -1`` (the bilinear map sends it to ``g = ∞``).
+
+    Float32: on the unit circle ``a = 2φ·i sin(θ/2)``, ``b = 2φ·cos(θ/2)`` (``ω = e^{-iθ}``, ``φ = e^{-iθ/2}``). The sums
+    are homogeneous of degree -1 in ``(a, b)`` (and the Woodbury term keeps that), so they are evaluated at
+    ``(i sin, cos)`` and ``1/(2φ)`` is applied to the result. Then the denominator's coefficients ``-sin²``,
+    ``-2i sin cos``, ``cos²`` are purely real or imaginary: near a barely-damped mode's pole its real part passes through
+    zero and its size is the tiny imaginary part ``∝ Re μ``, which a complex product with ``e^{-iθ}`` would swamp with
+    the rounding of the large real terms. With ``sin``/``cos`` rounded once from float64 this halves the float32
+    kernel's error for every HiPPO measure (``scripts/bench_precision.py``); what remains is the float32 rounding of
+    the near-pole terms before the Woodbury correction cancels them. Frequencies are processed in
     blocks of at most ``block`` (``lax.map`` under ``jax.checkpoint``), so memory is ``O(H M block)`` forward and
     backward, never ``O(H M L)``.
     """
@@ -238,8 +247,12 @@ def dplr_kernel_from_ctilde(
     rdt = jnp.real(jnp.zeros((), cdt)).dtype
     J = L // 2 + 1
     nb, Jb = _freq_blocks(J, block)
-    j = jnp.arange(nb * Jb, dtype=rdt)
-    omega = jnp.exp((-2j * jnp.pi / L) * j.astype(cdt)).reshape(nb, Jb)
+    # a = 1 - ω = 2φ·i sin(θ/2), b = 1 + ω = 2φ·cos(θ/2) with the common phase φ = e^{-iθ/2}: the Cauchy sums are
+    # homogeneous of degree -1 in (a, b), so they are evaluated at (i sin, cos) and the phase 1/(2φ) applied at the end.
+    half_theta = np.pi / L * np.arange(nb * Jb)  # float64 on the host, each value rounded once
+    sin, cos = jnp.asarray(np.sin(half_theta), cdt), jnp.asarray(np.cos(half_theta), cdt)
+    ab = (jnp.reshape(1j * sin, (nb, Jb)), jnp.reshape(cos, (nb, Jb)))
+    phase = ((cos + 1j * sin) / 2)[:J]
     half_dt = dt / 2
     mu = (half_dt[:, None] * A).astype(cdt)  # (H, M)
     Pc = jnp.conj(P)
@@ -256,8 +269,8 @@ def dplr_kernel_from_ctilde(
     nK = V.shape[1]
     G = jnp.concatenate([2 * V.real, 2 * (V * jnp.conj(mu)[:, None, :]).real], axis=1)  # (H, 2K, M) real
 
-    def block_fn(om: Complex[Array, " Jb"]) -> Complex[Array, "nC H Jb"]:
-        a, b = 1 - om, 1 + om
+    def block_fn(ab: tuple[Complex[Array, " Jb"], Complex[Array, " Jb"]]) -> Complex[Array, "nC H Jb"]:
+        a, b = ab
         # Pair each mode with its conjugate over one denominator:
         # v/(a - bμ) + conj(v)/(a - b conj μ) = (2Re(v)·a - 2Re(v conj μ)·b) / (a² - 2ab Re μ + b²|μ|²),
         # so one complex reciprocal per (mode, frequency) and real-coefficient contractions.
@@ -276,12 +289,12 @@ def dplr_kernel_from_ctilde(
         return woodbury(k00, k01, jnp.broadcast_to(k10, k01.shape), jnp.broadcast_to(k11, k01.shape + (R,)))
 
     if nb == 1:
-        khat = block_fn(omega[0])
+        khat = block_fn((ab[0][0], ab[1][0]))
     else:
         # Under grad, checkpointing each block keeps only its inputs: the (H, M, Jb) temporaries are recomputed.
-        khat = jax.lax.map(jax.checkpoint(block_fn), omega)  # (nb, nC, H, Jb)
+        khat = jax.lax.map(jax.checkpoint(block_fn), ab)  # (nb, nC, H, Jb)
         khat = jnp.moveaxis(khat, 0, -2).reshape(nC, H, nb * Jb)
-    khat = khat[..., :J] * dt[:, None]
+    khat = khat[..., :J] * (dt[:, None] * phase)
     K = jnp.fft.irfft(khat, n=L, axis=-1)
     return K.reshape(lead + (H, L))
 
