@@ -108,8 +108,11 @@ def commit() -> str:
 
 def run_subprocess(args: list[str], timeout: float) -> list[dict]:
     """Run :func:`measure` in a fresh process (it enables float64 globally) and return its rows."""
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--json-lines", *args],
-                          capture_output=True, text=True, timeout=timeout)
+    try:
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--json-lines", *args],
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return [{"layer": "all", "error": f"timed out after {timeout:.0f} s"}]
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode or not rows:
         tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
