@@ -204,6 +204,23 @@ def woodbury(
     return k00 - jnp.sum(k01 * sol, axis=-1)
 
 
+@jax.custom_jvp
+def _reciprocal(x: Float[Array, "*b"], y: Float[Array, "*b"]) -> tuple[Float[Array, "*b"], Float[Array, "*b"]]:
+    """Real and imaginary parts of ``1/(x + iy) = (x - iy)/(x² + y²)``."""
+    inv = 1 / (x * x + y * y)
+    return x * inv, -y * inv
+
+
+@_reciprocal.defjvp
+def _reciprocal_jvp(primals, tangents):
+    # d(1/E) = -(1/E)² dE, written with 1/E itself: differentiating 1/(x² + y²) would square it, and |E|⁻⁴ overflows
+    # float32 at a barely-damped mode's pole (|E| ~ 1e-8 there).
+    q_re, q_im = _reciprocal(*primals)
+    dx, dy = tangents
+    sq_re, sq_im = q_re * q_re - q_im * q_im, 2 * q_re * q_im
+    return (q_re, q_im), (-(sq_re * dx - sq_im * dy), -(sq_re * dy + sq_im * dx))
+
+
 def _freq_blocks(J: int, max_block: int) -> tuple[int, int]:
     nb = -(-J // max_block)
     return nb, -(-J // nb)
@@ -279,8 +296,8 @@ def dplr_kernel_from_ctilde(
         # with a = i s, b = c: Re E = c²|μ|² - s², Im E = -2sc Re μ, in real arithmetic.
         e_re = (c * c) * mu_sq - s * s  # (H, M, Jb)
         e_im = (-2 * s * c) * mu_re
-        inv = 1 / (e_re * e_re + e_im * e_im)
-        T = jnp.matmul(G, e_re * inv, precision=_HIGHEST) - 1j * jnp.matmul(G, e_im * inv, precision=_HIGHEST)
+        q_re, q_im = _reciprocal(e_re, e_im)
+        T = jnp.matmul(G, q_re, precision=_HIGHEST) + 1j * jnp.matmul(G, q_im, precision=_HIGHEST)
         S = a * T[:, :nK] - b * T[:, nK:]
         k00 = S[:, :nC]  # (H, nC, Jb)
         k01 = S[:, nC : nC + nC * R].reshape(H, nC, R, -1)
