@@ -214,7 +214,7 @@ def _reciprocal(x: Float[Array, "*b"], y: Float[Array, "*b"]) -> tuple[Float[Arr
 @_reciprocal.defjvp
 def _reciprocal_jvp(primals, tangents):
     # d(1/E) = -(1/E)² dE, written with 1/E itself: differentiating 1/(x² + y²) would square it, and |E|⁻⁴ overflows
-    # float32 at a barely-damped mode's pole (|E| ~ 1e-8 there).
+    # float32 once |E| < 1e-9, which S4-FouT's barely-damped modes reach near their poles.
     q_re, q_im = _reciprocal(*primals)
     dx, dy = tangents
     sq_re, sq_im = q_re * q_re - q_im * q_im, 2 * q_re * q_im
@@ -247,7 +247,8 @@ def dplr_kernel_from_ctilde(
     Float32: on the unit circle ``a = 2φ·i sin(θ/2)``, ``b = 2φ·cos(θ/2)`` (``ω = e^{-iθ}``, ``φ = e^{-iθ/2}``). The sums
     are homogeneous of degree -1 in ``(a, b)`` (and the Woodbury term keeps that), so they are evaluated at
     ``(i sin, cos)`` and ``1/(2φ)`` is applied to the result. Then the denominator's coefficients ``-sin²``,
-    ``-2i sin cos``, ``cos²`` are purely real or imaginary: near a barely-damped mode's pole its real part passes through
+    ``-2i sin cos``, ``cos²`` are purely real or imaginary (so it is formed in real arithmetic, and its reciprocal's
+    derivative is ``-(1/E)² dE``, :func:`_reciprocal`): near a barely-damped mode's pole its real part passes through
     zero and its size is the tiny imaginary part ``∝ Re μ``, which a complex product with ``e^{-iθ}`` would swamp with
     the rounding of the large real terms. With ``sin``/``cos`` rounded once from float64 this halves the float32
     kernel's error for every HiPPO measure (``scripts/bench_precision.py``); what remains is the float32 rounding of
