@@ -1,7 +1,7 @@
 """Benchmark suite: speed, compile time and peak memory of every layer, model throughput, compile time
 of a deep train step, and recurrent generation speed.
 
-    python scripts/bench.py [--suites layers models compile generation step]
+    python scripts/bench.py [--suites layers models compile generation step precision]
                             [--layers S4 S4D DSS S5 HOPE] [--lengths 1024 4096 16384] [--floor-lengths 4096]
                             [--batch 8 --d-model 128 --d-state 64] [--repeats 7]
                             [--models mnist.smnist lra.pathx] [--model-batch B] [--model-steps 3]
@@ -57,7 +57,7 @@ from datetime import datetime, timezone
 LAYERS = ("S4", "S4D", "DSS", "S5", "HOPE")
 LENGTHS = (1024, 4096, 16384)
 MODELS = ("mnist.smnist", "lra.pathx")
-SUITES = ("layers", "models", "compile", "generation", "step")
+SUITES = ("layers", "models", "compile", "generation", "step", "precision")
 DEFAULT_SUITES = ("layers", "models", "compile", "generation")  # step: opt in, one preset per --cfg
 PRECISIONS = ("float32", "mixed")
 
@@ -884,6 +884,14 @@ def main(argv: list[str] | None = None) -> dict:
             print(format_step_table(r), flush=True)
         out["step"] = rows
         tables += [format_step_table(r) for r in rows]
+
+    if "precision" in args.suites:  # float32 vs float64, conv vs step, per layer (scripts/bench_precision.py)
+        import bench_precision as bp
+
+        rows = bp.run_subprocess([], args.timeout)
+        out["precision"] = rows
+        print(bp.format_table(rows, bp.commit()), flush=True)
+        tables.append(bp.format_table(rows, bp.commit()))
 
     out["machine"]["loadavg_1m_end"] = _load()
     print()

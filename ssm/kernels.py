@@ -206,6 +206,23 @@ def woodbury(
     return k00 - jnp.sum(k01 * sol, axis=-1)
 
 
+@jax.custom_jvp
+def _reciprocal(x: Float[Array, "*b"], y: Float[Array, "*b"]) -> tuple[Float[Array, "*b"], Float[Array, "*b"]]:
+    """Real and imaginary parts of ``1/(x + iy) = (x - iy)/(x² + y²)``."""
+    inv = 1 / (x * x + y * y)
+    return x * inv, -y * inv
+
+
+@_reciprocal.defjvp
+def _reciprocal_jvp(primals, tangents):
+    # d(1/E) = -(1/E)² dE, written with 1/E itself: differentiating 1/(x² + y²) would square it, and |E|⁻⁴ overflows
+    # float32 once |E| < 1e-9, which S4-FouT's barely-damped modes reach near their poles.
+    q_re, q_im = _reciprocal(*primals)
+    dx, dy = tangents
+    sq_re, sq_im = q_re * q_re - q_im * q_im, 2 * q_re * q_im
+    return (q_re, q_im), (-(sq_re * dx - sq_im * dy), -(sq_re * dy + sq_im * dx))
+
+
 def _freq_blocks(J: int, max_block: int) -> tuple[int, int]:
     nb = -(-J // max_block)
     return nb, -(-J // nb)
@@ -227,7 +244,17 @@ def dplr_kernel_from_ctilde(
     With ``g(ω) = (2/Δ)(1-ω)/(1+ω)``, ``a = 1 - ω``, ``b = 1 + ω``, ``μ = ΔΛ/2``:
     ``2/(1+ω) C̃(g - A)^{-1}B = Δ·[S00 - (Δ/2) b S01 (I + (Δ/2) b S11)^{-1} S10]`` with the Cauchy-type sums
     ``S_xy = Σ_n x_n y_n / (a - b μ_n)`` over the full conjugate-symmetric system (Woodbury on ``A = Λ - P P^*``).
-    This form has no singularity at ``ω = -1`` (the bilinear map sends it to ``g = ∞``). Frequencies are processed in
+    This form has no singularity at ``ω = -1`` (the bilinear map sends it to ``g = ∞``).
+
+    Float32: on the unit circle ``a = 2φ·i sin(θ/2)``, ``b = 2φ·cos(θ/2)`` (``ω = e^{-iθ}``, ``φ = e^{-iθ/2}``). The sums
+    are homogeneous of degree -1 in ``(a, b)`` (and the Woodbury term keeps that), so they are evaluated at
+    ``(i sin, cos)`` and ``1/(2φ)`` is applied to the result. Then the denominator's coefficients ``-sin²``,
+    ``-2i sin cos``, ``cos²`` are purely real or imaginary (so it is formed in real arithmetic, and its reciprocal's
+    derivative is ``-(1/E)² dE``, :func:`_reciprocal`): near a barely-damped mode's pole its real part passes through
+    zero and its size is the tiny imaginary part ``∝ Re μ``, which a complex product with ``e^{-iθ}`` would swamp with
+    the rounding of the large real terms. With ``sin``/``cos`` rounded once from float64 this halves the float32
+    kernel's error for every HiPPO measure (``scripts/bench_precision.py``); what remains is the float32 rounding of
+    the near-pole terms before the Woodbury correction cancels them. Frequencies are processed in
     blocks of at most ``block`` (``lax.map`` under ``jax.checkpoint``), so memory is ``O(H M block)`` forward and
     backward, never ``O(H M L)``.
     """
@@ -240,8 +267,13 @@ def dplr_kernel_from_ctilde(
     rdt = jnp.real(jnp.zeros((), cdt)).dtype
     J = L // 2 + 1
     nb, Jb = _freq_blocks(J, block)
-    j = jnp.arange(nb * Jb, dtype=rdt)
-    omega = jnp.exp((-2j * jnp.pi / L) * j.astype(cdt)).reshape(nb, Jb)
+    # a = 1 - ω = 2φ·i sin(θ/2), b = 1 + ω = 2φ·cos(θ/2) with the common phase φ = e^{-iθ/2}: the Cauchy sums are
+    # homogeneous of degree -1 in (a, b), so they are evaluated at (i sin, cos) and the phase 1/(2φ) applied at the end
+    # (outside the blocks: inside the checkpointed lax.map it made the kernel 3-4x slower on CPU).
+    half_theta = np.pi / L * np.arange(nb * Jb)  # float64 on the host, each value rounded once
+    sin, cos = jnp.asarray(np.sin(half_theta), cdt), jnp.asarray(np.cos(half_theta), cdt)
+    sc = (jnp.reshape(sin.real, (nb, Jb)), jnp.reshape(cos.real, (nb, Jb)))
+    phase = ((cos + 1j * sin) / 2)[:J]
     half_dt = dt / 2
     mu = (half_dt[:, None] * A).astype(cdt)  # (H, M)
     Pc = jnp.conj(P)
@@ -257,14 +289,18 @@ def dplr_kernel_from_ctilde(
     ).transpose(1, 0, 2)  # (H, K, M)
     nK = V.shape[1]
     G = jnp.concatenate([2 * V.real, 2 * (V * jnp.conj(mu)[:, None, :]).real], axis=1)  # (H, 2K, M) real
+    mu_re, mu_sq = mu.real[:, :, None], (mu.real**2 + mu.imag**2)[:, :, None]
 
-    def block_fn(om: Complex[Array, " Jb"]) -> Complex[Array, "nC H Jb"]:
-        a, b = 1 - om, 1 + om
+    def block_fn(sc: tuple[Float[Array, " Jb"], Float[Array, " Jb"]]) -> Complex[Array, "nC H Jb"]:
+        s, c = sc
+        a, b = 1j * s, c
         # Pair each mode with its conjugate over one denominator:
-        # v/(a - bμ) + conj(v)/(a - b conj μ) = (2Re(v)·a - 2Re(v conj μ)·b) / (a² - 2ab Re μ + b²|μ|²),
-        # so one complex reciprocal per (mode, frequency) and real-coefficient contractions.
-        q = 1 / ((a * a) + (-2 * a * b) * mu.real[:, :, None] + (b * b) * (mu.real**2 + mu.imag**2)[:, :, None])
-        T = jnp.matmul(G, q.real, precision=_HIGHEST) + 1j * jnp.matmul(G, q.imag, precision=_HIGHEST)  # (H, 2K, Jb)
+        # v/(a - bμ) + conj(v)/(a - b conj μ) = (2Re(v)·a - 2Re(v conj μ)·b) / E,  E = a² - 2ab Re μ + b²|μ|²,
+        # with a = i s, b = c: Re E = c²|μ|² - s², Im E = -2sc Re μ, in real arithmetic.
+        e_re = (c * c) * mu_sq - s * s  # (H, M, Jb)
+        e_im = (-2 * s * c) * mu_re
+        q_re, q_im = _reciprocal(e_re, e_im)
+        T = jnp.matmul(G, q_re, precision=_HIGHEST) + 1j * jnp.matmul(G, q_im, precision=_HIGHEST)
         S = a * T[:, :nK] - b * T[:, nK:]
         k00 = S[:, :nC]  # (H, nC, Jb)
         k01 = S[:, nC : nC + nC * R].reshape(H, nC, R, -1)
@@ -278,12 +314,12 @@ def dplr_kernel_from_ctilde(
         return woodbury(k00, k01, jnp.broadcast_to(k10, k01.shape), jnp.broadcast_to(k11, k01.shape + (R,)))
 
     if nb == 1:
-        khat = block_fn(omega[0])
+        khat = block_fn((sc[0][0], sc[1][0]))
     else:
         # Under grad, checkpointing each block keeps only its inputs: the (H, M, Jb) temporaries are recomputed.
-        khat = jax.lax.map(jax.checkpoint(block_fn), omega)  # (nb, nC, H, Jb)
+        khat = jax.lax.map(jax.checkpoint(block_fn), sc)  # (nb, nC, H, Jb)
         khat = jnp.moveaxis(khat, 0, -2).reshape(nC, H, nb * Jb)
-    khat = khat[..., :J] * dt[:, None]
+    khat = khat[..., :J] * (dt[:, None] * phase)
     K = jnp.fft.irfft(khat, n=L, axis=-1)
     return K.reshape(lead + (H, L))
 
