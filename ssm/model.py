@@ -211,7 +211,6 @@ class Block(eqx.Module):
             z, state = self.norm(z, state)
         return z, state
 
-
     # Recurrent (inference) mode -------------------------------------------------------------------------------
     # The block's own body (``__call__``: norms, activation, output map, residual) runs around the layer's
     # ``prefill``/``step``: the layer is swapped for a :class:`_Tap`, so the recurrent modes cannot drift from the
