@@ -77,23 +77,22 @@ def test_block_step_and_prefill_are_its_forward():
 
 @pytest.mark.parametrize("scan_layers", [False, True])
 def test_greedy_stepping_is_the_argmax_of_the_convolutional_forward(scan_layers):
-    """Greedy decoding written here with the model's own init_state/step: every new token is the arg-max of the
-    convolutional forward over the tokens before it; ssm.generate gives the same tokens."""
+    """Greedy decoding written here with the model's own init_state/prefill/step: the scores of every step equal the
+    convolutional forward's at that position (float64), so every new token is the forward's arg-max over the tokens
+    before it (the forward is causal); ssm.generate gives the same tokens."""
     model, mstate = _residual(scan_layers=scan_layers)
-    forward = eqx.filter_jit(lambda m, u: m(u, mstate)[0])
     jstep = eqx.filter_jit(lambda m, t, c: m.step(t, mstate, c))
     prompt = _tokens(3, seed=4)
-    logits, cache = eqx.filter_jit(lambda m, u: m.prefill(u, mstate))(model, prompt)
-    _close(logits, forward(model, prompt))
-    seq = list(np.asarray(prompt))
-    tok = jnp.argmax(logits[-1]).astype(jnp.int32)
+    logits, cache = model.prefill(prompt, mstate)
+    seq, scores = list(np.asarray(prompt)), [*logits]
     for _ in range(8):
+        tok = jnp.argmax(scores[-1]).astype(jnp.int32)
         seq.append(int(tok))
-        conv = forward(model, jnp.asarray(seq, jnp.int32))
-        assert int(jnp.argmax(conv[-2])) == seq[-1]  # the token stepping chose is the forward's arg-max
-        scores, cache = jstep(model, tok, cache)
-        _close(scores, conv[-1])
-        tok = jnp.argmax(scores).astype(jnp.int32)
+        s, cache = jstep(model, tok, cache)
+        scores.append(s)
+    conv, _ = model(jnp.asarray(seq, jnp.int32), mstate)
+    _close(jnp.stack(scores), conv)
+    np.testing.assert_array_equal(np.argmax(np.asarray(conv), axis=-1)[2:-1], np.asarray(seq[3:]))
     out = generate(model, mstate, prompt[None], length=len(seq), key=KEY, temperature=0.0)
     np.testing.assert_array_equal(np.asarray(out[0]), np.asarray(seq))
 
@@ -131,7 +130,7 @@ def test_residual_stack_rate_rescales_every_layer_step_size():
 
 
 def test_backbones_with_pooling_or_text_refuse_a_rate():
-    sashimi = nn.SaShiMiModel(V, 4, key=KEY, n_layers=1, pool=(2,), layer_kwargs=dict(d_state=4, n_ssm=1))
+    sashimi = nn.SaShiMiModel(V, 4, key=KEY, n_layers=1, pool=(2,), layer_cls=ssm.S4D, layer_kwargs=dict(d_state=4))
     tokens = _tokens(8)
     for call in (lambda: sashimi(tokens, rate=2.0), lambda: sashimi.init_state(rate=2.0),
                  lambda: sashimi.prefill(tokens, rate=2.0)):  # fmt: skip
@@ -145,8 +144,20 @@ def test_backbones_with_pooling_or_text_refuse_a_rate():
     _close(flat(x, rate=2.0), _shift_log_dt(flat, 2.0)(x))  # without pooling the rate reaches every layer
     from ssm.backbones import Backbone
 
-    lm = Backbone(nn.AdaptiveLM(20, 8, 1, l_max=16, d_state=4, cutoffs=(5, 10), div_val=2, key=KEY), "log_probs")
+    s4d = nn.ssm_sublayer(ssm.S4D, d_state=4)
+    lm = Backbone(nn.AdaptiveLM(20, 8, 1, pattern=[s4d], cutoffs=(5, 10), div_val=2, key=KEY), "log_probs")
     with pytest.raises(ValueError, match="no sampling rate"):
         lm(jnp.arange(4), eqx.nn.State(lm), rate=2.0)
     with pytest.raises(ValueError, match="no sampling rate"):
         lm.init_state(rate=0.5)
+
+
+@pytest.mark.parametrize("model", ["sashimi", "adaptive_lm"])
+def test_bench_generation_runs_the_backbones_through_the_one_generation_path(model):
+    from ssm.generate import bench_generation
+
+    r = bench_generation("s4d", model=model, length=32, d_model=16, d_state=4, n_layers=1, vocab=16, naive_tokens=2,
+                         repeats=1)  # fmt: skip
+    assert r["model"] == model and r["length"] == 32 and r["params"] > 0
+    assert r["recurrent_tokens_per_s"] > 0 and r["conv_tokens_per_s"] > 0
+    assert r["ratio"] == pytest.approx(r["recurrent_tokens_per_s"] / r["conv_tokens_per_s"])
