@@ -30,7 +30,8 @@ Suites (all but ``step`` by default):
   ``model.scan_layers`` (one compiled block, ``lax.scan`` over the stacked layers; BatchNorm keeps per-layer
   state, so the model refuses ``scan_layers`` with it);
 - ``generation``: tokens/s of recurrent generation of ``--gen-length`` tokens against re-running the
-  convolution over the whole buffer for each new token (:func:`ssm.generate.bench_generation`).
+  convolution over the whole buffer for each new token (:func:`ssm.generate.bench_generation`), for each of
+  ``--gen-models``: the flat residual stack, SaShiMi (pooling layers streaming), the [S4, S4, FFN] adaptive LM.
 
 Every configuration runs in its own Python process, so that its peak memory is its own: on CPU the
 process's peak resident set size (``ru_maxrss``) is reported, together with the resident size just before
@@ -536,13 +537,16 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict)
 
 
 def generation_worker(layer: str, length: int, d_model: int, d_state: int, n_layers: int,
-                      naive_tokens: int, repeats: int) -> dict:
+                      naive_tokens: int, repeats: int, model: str = "flat", vocab: int = 256) -> dict:
+    import bench_floor as bf
+
     from ssm.generate import bench_generation
 
     load_before = _load()
     rss_before = _rss_mib()
-    r = bench_generation(layer, length=length, d_model=d_model, d_state=d_state, n_layers=n_layers,
-                         naive_tokens=naive_tokens, repeats=repeats)
+    r = bench_generation(layer, model=model, length=length, d_model=d_model, d_state=d_state, n_layers=n_layers,
+                         vocab=vocab, naive_tokens=naive_tokens, repeats=repeats)
+    r["commit"] = bf.commit()
     r.update(load_before=load_before, load_after=_load())
     return _memory(r, rss_before)
 
@@ -629,17 +633,18 @@ def format_model_table(rows: list[dict]) -> str:
 
 
 def format_generation_table(rows: list[dict]) -> str:
-    head = (f"{'layer':<6} {'tokens':>7} {'model':>14} {'recurrent tok/s':>16} {'conv tok/s':>11} "
-            f"{'ratio':>8}  {'load':>11}")
+    head = (f"{'layer':<6} {'model':<12} {'tokens':>7} {'size':>14} {'params':>9} {'recurrent tok/s':>16} "
+            f"{'conv tok/s':>11} {'ratio':>8}  {'load':>11}")
     lines = [head, "-" * len(head)]
     for r in rows:
         if "error" in r:
-            lines.append(f"{r['layer']:<6} {r['length']:>7}  error: {r['error']}")
+            lines.append(f"{r['layer']:<6} {r.get('model', 'flat'):<12} {r['length']:>7}  error: {r['error']}")
             continue
         size = f"{r['n_layers']}x{r['d_model']} N={r['d_state']}"
         lines.append(
-            f"{r['layer']:<6} {r['length']:>7} {size:>14} {r['recurrent_tokens_per_s']:>16.0f} "
-            f"{r['conv_tokens_per_s']:>11.1f} {r['ratio']:>7.0f}x  {_load_col(r):>11}"
+            f"{r['layer']:<6} {r.get('model', 'flat'):<12} {r['length']:>7} {size:>14} {r.get('params', 0):>9} "
+            f"{r['recurrent_tokens_per_s']:>16.0f} {r['conv_tokens_per_s']:>11.1f} {r['ratio']:>7.0f}x  "
+            f"{_load_col(r):>11}"
         )
     return "\n".join(lines)
 
@@ -711,6 +716,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="model precision of the models and compile suites (mixed: bf16 activations); the step "
                         "suite and its floors are float32")
     p.add_argument("--gen-layers", nargs="+", default=["s4d"], help="model.layer names for generation")
+    p.add_argument("--gen-models", nargs="+", default=["flat"], choices=("flat", "sashimi", "adaptive_lm"),
+                   help="generation: the flat residual stack (n layers of --gen-layers), the SaShiMi U-Net (pool "
+                        "[4, 4], expand 2, ff 2, --gen-n-layers residual layers per stage; --gen-length a multiple "
+                        "of 16) and/or the [SSM, SSM, FFN] x --gen-n-layers adaptive-softmax LM")
+    p.add_argument("--gen-vocab", type=int, default=256, help="generation: vocabulary (classes) of every model")
     p.add_argument("--gen-length", type=int, default=4096)
     p.add_argument("--gen-d-model", type=int, default=64)
     p.add_argument("--gen-d-state", type=int, default=64)
@@ -746,7 +756,8 @@ def _worker(args) -> dict:
                            overrides=json.loads(args._overrides))
     if kind == "generation":
         return generation_worker(rest[0], args.gen_length, args.gen_d_model, args.gen_d_state,
-                                 args.gen_n_layers, args.gen_naive_tokens, max(1, min(args.repeats, 3)))
+                                 args.gen_n_layers, args.gen_naive_tokens, max(1, min(args.repeats, 3)),
+                                 model=rest[1] if len(rest) > 1 else "flat", vocab=args.gen_vocab)
     raise SystemExit(f"unknown worker kind {kind!r}")
 
 
@@ -857,15 +868,18 @@ def main(argv: list[str] | None = None) -> dict:
     if "generation" in args.suites:
         gen_common = ["--gen-length", str(args.gen_length), "--gen-d-model", str(args.gen_d_model),
                       "--gen-d-state", str(args.gen_d_state), "--gen-n-layers", str(args.gen_n_layers),
-                      "--gen-naive-tokens", str(args.gen_naive_tokens), "--repeats", str(args.repeats)]
+                      "--gen-naive-tokens", str(args.gen_naive_tokens), "--repeats", str(args.repeats),
+                      "--gen-vocab", str(args.gen_vocab)]
         rows = []
         print(format_generation_table([]).splitlines()[0], flush=True)
-        for layer in args.gen_layers:
-            r = _run_worker(["generation", layer, *gen_common], args.timeout)
-            r.setdefault("layer", layer)
-            r.setdefault("length", args.gen_length)
-            rows.append(r)
-            print(format_generation_table([r]).splitlines()[-1], flush=True)
+        for model in args.gen_models:
+            for layer in args.gen_layers:
+                r = _run_worker(["generation", layer, model, *gen_common], args.timeout)
+                r.setdefault("layer", layer)
+                r.setdefault("model", model)
+                r.setdefault("length", args.gen_length)
+                rows.append(r)
+                print(format_generation_table([r]).splitlines()[-1], flush=True)
         out["generation"] = rows
         tables.append("Generation: greedy, batch 1; recurrent steps vs re-running the model over the buffer "
                       "per token\n" + format_generation_table(rows))

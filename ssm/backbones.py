@@ -4,8 +4,13 @@ The trainer calls every model as ``model(inputs, state, *, key, lengths, rate) -
 :class:`~ssm.model.SequenceModel` signature, with an ``eqx.nn.State`` for BatchNorm). The backbones of
 :mod:`ssm.nn` (``SaShiMiModel``, ``AdaptiveLM``, the pooled S4Torch classifier) keep no such state and take one
 example; :class:`Backbone` wraps one of them so that the training, evaluation and checkpoint code is the same for
-all. The wrapped model stays reachable as ``model.net`` (generation steps it through its own
-``init_state``/``step``).
+all. The wrapped model stays reachable as ``model.net``; :class:`Backbone` also presents its recurrent mode with the
+residual model's signatures (``init_state(*, rate)``, ``prefill(inputs, model_state, cache, *, rate)``,
+``step(token, model_state, cache, *, rate)``), so that :mod:`ssm.generate` has one code path for every backbone.
+
+``rate`` (Δ' = rate·Δ, evaluation at another sampling rate) is passed to the wrapped model: the pooled classifier
+without pooling passes it to its SSM layers, the models with pooling layers (SaShiMi, the pooled classifier) refuse
+``rate != 1`` (:func:`ssm.nn.base.check_unit_rate`), and so does ``AdaptiveLM``: text tokens have no sampling rate.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
 from ssm.nn import PooledBackbone
 from ssm.nn.linear import Linear
+from ssm.precision import mixed, widen
 
 
 class Backbone(eqx.Module):
@@ -29,6 +35,9 @@ class Backbone(eqx.Module):
 
     net: eqx.Module
     outputs: str = eqx.field(static=True)
+    # "float32" or "mixed" (resolved, ssm.precision.resolve_precision): under "mixed" the net runs as
+    # ssm.precision.mixed(net), float inputs enter in bfloat16 and the outputs come back in at least float32.
+    precision: str = eqx.field(static=True, default="float32")
 
     def __call__(
         self,
@@ -46,12 +55,50 @@ class Backbone(eqx.Module):
         if inputs2 is not None:
             raise ValueError(f"{type(self.net).__name__} reads one sequence; two-sequence (retrieval) tasks need "
                              "the residual backbone (model:residual)")  # fmt: skip
-        if not (isinstance(rate, (int, float)) and rate == 1.0):
-            raise ValueError(f"{type(self.net).__name__} runs at its training rate only (got rate={rate}); "
-                             "evaluate it without --rate")  # fmt: skip
+        net, inputs = self._compute(), self._input(inputs)
         if self.outputs == "log_probs":
-            return self.net.log_probs(inputs, key=key), state
-        return self.net(inputs, key=key), state
+            self._no_rate(rate)
+            return widen(net.log_probs(inputs, key=key)), state
+        return widen(net(inputs, key=key, rate=rate)), state
+
+    def init_state(self, *, rate: float = 1.0) -> PyTree[Array]:
+        """The wrapped model's recurrent state before the first token."""
+        return self._compute().init_state(**self._rate_kw(rate))
+
+    def prefill(
+        self, inputs: Int[Array, " L"], model_state: eqx.nn.State, cache: PyTree[Array] | None = None, *,
+        rate: float = 1.0,
+    ) -> tuple[Float[Array, "L V"], PyTree[Array]]:
+        """The wrapped model's ``prefill`` (``model_state`` unused: these models keep no BatchNorm state)."""
+        scores, cache = self._compute().prefill(inputs, cache, **self._rate_kw(rate))
+        return widen(scores), cache
+
+    def step(
+        self, token: Int[Array, ""], model_state: eqx.nn.State, cache: PyTree[Array], *, rate: float = 1.0
+    ) -> tuple[Float[Array, " V"], PyTree[Array]]:
+        """The wrapped model's ``step`` (``model_state`` unused)."""
+        scores, cache = self._compute().step(token, cache, **self._rate_kw(rate))
+        return widen(scores), cache
+
+    def _compute(self) -> eqx.Module:
+        """The net as it computes: itself, or under mixed precision :func:`ssm.precision.mixed` of it."""
+        return mixed(self.net) if self.precision == "mixed" else self.net
+
+    def _input(self, inputs: Array) -> Array:
+        if self.precision == "mixed" and jnp.issubdtype(inputs.dtype, jnp.floating):
+            return inputs.astype(jnp.bfloat16)
+        return inputs
+
+    def _rate_kw(self, rate: float) -> dict[str, float]:
+        if self.outputs == "log_probs":
+            self._no_rate(rate)
+            return {}
+        return {"rate": rate}
+
+    def _no_rate(self, rate: float) -> None:
+        if not (isinstance(rate, (int, float)) and rate == 1.0):
+            raise ValueError(f"{type(self.net).__name__} models text tokens, which have no sampling rate (got "
+                             f"rate={rate}): evaluate or generate it without --rate")  # fmt: skip
 
 
 class PooledClassifier(eqx.Module):
@@ -75,6 +122,6 @@ class PooledClassifier(eqx.Module):
         )  # fmt: skip
         self.decoder = Linear(h, info.d_output, key=k_dec)
 
-    def __call__(self, inputs: Array, *, key: PRNGKeyArray | None = None) -> Float[Array, " V"]:
+    def __call__(self, inputs: Array, *, key: PRNGKeyArray | None = None, rate: float = 1.0) -> Float[Array, " V"]:
         x = self.encoder.weight[inputs] if self.tokens else self.encoder(inputs)
-        return self.decoder(jnp.mean(self.backbone(x, key=key), axis=0))
+        return self.decoder(jnp.mean(self.backbone(x, key=key, rate=rate), axis=0))

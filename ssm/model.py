@@ -22,12 +22,17 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, PRNGKeyArray
+from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
 from ssm.config import ModelConfig
 from ssm.data.base import DatasetInfo
 from ssm.layer_configs import LAYER_CONFIGS, LayerConfig, layer_config_class
 from ssm.layers.base import AbstractSSMLayer
+# Mixed precision lives in ssm.precision (one policy for every backbone); the short names are this module's.
+from ssm.precision import cast_floats as _to_dtype
+from ssm.precision import resolve_precision
+from ssm.precision import widen as _wide
+
 
 def available_layers() -> "_Layers":
     """The layer names (``model.layer:NAME``) whose class is implemented in :mod:`ssm.layers`, mapped to the
@@ -61,26 +66,6 @@ def make_layer(cfg: ModelConfig, *, key: PRNGKeyArray, seq_len: int | None = Non
     ``l_max``) get the dataset's ``seq_len``."""
     layer_class(cfg.layer)  # a clear error if the class is missing
     return cfg.layer.build(cfg.d_model, key=key, seq_len=seq_len)
-
-
-def resolve_precision(precision: str) -> str:
-    """``"float32"`` or ``"mixed"``; ``"auto"`` is mixed on an accelerator (GPU/TPU), float32 on CPU."""
-    if precision == "auto":
-        return "float32" if jax.default_backend() == "cpu" else "mixed"
-    return precision
-
-
-def _to_dtype(tree: Any, dtype: Any) -> Any:
-    """``tree`` with its floating-point arrays cast to ``dtype`` (for bfloat16 matmuls against float32 weights;
-    the gradient of the cast flows back to the float32 parameters)."""
-    return jax.tree_util.tree_map(
-        lambda x: x.astype(dtype) if eqx.is_array(x) and jnp.issubdtype(x.dtype, jnp.floating) else x, tree
-    )
-
-
-def _wide(x: Array) -> Array:
-    """``x`` in at least float32 (norms, SSM layers): a no-op unless ``x`` is bfloat16/float16."""
-    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
 def _dropout(x: Array, rate: float, key: PRNGKeyArray | None, tie: bool) -> Array:
@@ -226,6 +211,58 @@ class Block(eqx.Module):
             z, state = self.norm(z, state)
         return z, state
 
+    # Recurrent (inference) mode -------------------------------------------------------------------------------
+    # The block's own body (``__call__``: norms, activation, output map, residual) runs around the layer's
+    # ``prefill``/``step``: the layer is swapped for a :class:`_Tap`, so the recurrent modes cannot drift from the
+    # convolutional one. ``__call__`` must therefore call ``self.layer`` exactly once. ``model_state`` is the
+    # ``eqx.nn.State`` of BatchNorm (read in inference mode); ``state`` is the layer's recurrent state.
+
+    def init_state(self, *, rate: float = 1.0) -> PyTree[Array]:
+        """The layer's zero recurrent state."""
+        return self.layer.init_state(rate=rate)
+
+    def prefill(
+        self, x: Float[Array, "L H"], model_state: eqx.nn.State, state: PyTree[Array] | None = None, *,
+        rate: float = 1.0,
+    ) -> tuple[Float[Array, "L H"], PyTree[Array]]:
+        """Outputs over a prefix in one parallel call (the layer's ``prefill``) and the recurrent state after it,
+        from ``state`` (the zero state if None). Equal to ``__call__`` without dropout, and to :meth:`step` run
+        over ``x``."""
+        return self._tapped(x, model_state, state, "prefill", rate)
+
+    def step(
+        self, x_t: Float[Array, " H"], model_state: eqx.nn.State, state: PyTree[Array], *, rate: float = 1.0
+    ) -> tuple[Float[Array, " H"], PyTree[Array]]:
+        """One time step in recurrent mode (the layer's ``step``): ``(y_t, new_state)``."""
+        y, state = self._tapped(x_t[None], model_state, state, "step", rate)
+        return y[0], state
+
+    def _tapped(self, x: Array, model_state: eqx.nn.State, state: Any, mode: str, rate: float) -> tuple[Array, Any]:
+        sink: list = []
+        tapped = eqx.tree_at(lambda b: b.layer, self, _Tap(self.layer, state, mode, sink))
+        y, _ = tapped(x, model_state, key=None, rate=rate)
+        return y, sink[0]
+
+
+class _Tap(eqx.Module):
+    """Stands in for a block's SSM layer: runs the layer's ``prefill`` (on ``(L, H)``) or ``step`` (on ``(1, H)``)
+    from ``state`` and appends the new state to ``sink``, a plain list filled and read within one trace
+    (:meth:`Block._tapped`), so the state never leaves its trace."""
+
+    layer: AbstractSSMLayer
+    state: Any
+    mode: str = eqx.field(static=True)
+    sink: list = eqx.field(static=True)
+
+    def __call__(self, u: Float[Array, "L H"], *, rate: float = 1.0) -> Float[Array, "L H"]:
+        if self.mode == "prefill":
+            y, new = self.layer.prefill(u, self.state, rate=rate)
+        else:
+            y, new = self.layer.step(u[0], self.state, rate=rate)
+            y = y[None]
+        self.sink.append(new)
+        return y
+
 
 def _pool(x: Array, mode: str, length: Array | None) -> Array:
     """``(L, H) -> (H,)`` (mean, last) or ``(L, H)`` (none), over the first ``length`` steps."""
@@ -305,11 +342,7 @@ class SequenceModel(eqx.Module):
         precision). With ``lengths`` (the true length) and ``mask_padding``, the features of the real steps
         do not depend on the padding after them, so batches cut to their longest example give the same
         results."""
-        if self.precision == "mixed":
-            enc = _to_dtype(self.encoder, jnp.bfloat16)
-            x = jax.vmap(enc)(inputs if self.tokens else inputs.astype(jnp.bfloat16))
-        else:
-            x = jax.vmap(self.encoder)(inputs)
+        x = self._encode(inputs)
         keys = [None] * self.n_layers if key is None else list(jax.random.split(key, self.n_layers))
         valid = None if lengths is None or not self.mask_padding else (jnp.arange(x.shape[0]) < lengths)[:, None]
         if self.scan_layers:
@@ -343,21 +376,92 @@ class SequenceModel(eqx.Module):
         k1, k2 = (None, None) if key is None else tuple(jax.random.split(key))
         x, state = self.features(inputs, state, key=k1, rate=rate, lengths=lengths)
         x = _pool(x, self.pool, lengths)
-        # The decoder multiplies in the features' dtype (bfloat16 under mixed precision); logits come back in
-        # the parameters' dtype.
-        out_dtype = self.encoder.weight.dtype
-        decoder = _to_dtype(self.decoder, x.dtype)
         if self.retrieval:
             if inputs2 is None:
                 raise ValueError("retrieval model needs 'inputs2' in the batch")
             x2, state = self.features(inputs2, state, key=k2, rate=rate, lengths=lengths2)
             x2 = _pool(x2, self.pool, lengths2)
-            return decoder(jnp.concatenate([x, x2, x * x2, x - x2])).astype(out_dtype), state
+            x = jnp.concatenate([x, x2, x * x2, x - x2])
+        return self._decode(x), state
+
+    def _encode(self, inputs: Array) -> Array:
+        """Tokens ``(L,)`` or floats ``(L, C)`` -> ``(L, H)``, in bfloat16 under mixed precision."""
+        if self.precision == "mixed":
+            enc = _to_dtype(self.encoder, jnp.bfloat16)
+            return jax.vmap(enc)(inputs if self.tokens else inputs.astype(jnp.bfloat16))
+        return jax.vmap(self.encoder)(inputs)
+
+    def _decode(self, x: Array) -> Array:
+        """Features ``(L, H)`` or pooled ``(H,)`` (retrieval: ``(4H,)``) -> outputs. The decoder multiplies in the
+        features' dtype (bfloat16 under mixed precision); the outputs come back in the parameters' dtype."""
+        out_dtype = self.encoder.weight.dtype
+        decoder = _to_dtype(self.decoder, x.dtype)
         if decoder is None:
-            return (x @ self.encoder.weight.T.astype(x.dtype)).astype(out_dtype), state
+            return (x @ self.encoder.weight.T.astype(x.dtype)).astype(out_dtype)
         if x.ndim == 2:
-            return jax.vmap(decoder)(x).astype(out_dtype), state
-        return decoder(x).astype(out_dtype), state
+            return jax.vmap(decoder)(x).astype(out_dtype)
+        return decoder(x).astype(out_dtype)
+
+    # Recurrent (inference) mode: autoregressive generation (ssm.generate) -------------------------------------
+    # For a causal per-position model (pool="none", not retrieval); the recurrent state of the whole model, the
+    # *cache*, holds one layer state per block (one stacked entry when scan_layers). Run in inference mode
+    # (eqx.nn.inference_mode): no dropout, BatchNorm's running statistics from ``model_state``.
+
+    def init_state(self, *, rate: float = 1.0) -> PyTree[Array]:
+        """Every block's zero recurrent state (the cache before any input)."""
+        if self.scan_layers:
+            return eqx.filter_vmap(lambda b: b.init_state(rate=rate))(self.blocks)
+        return tuple(b.init_state(rate=rate) for b in self.blocks)
+
+    def prefill(
+        self, inputs: Int[Array, " L"] | Float[Array, "L C"], model_state: eqx.nn.State,
+        cache: PyTree[Array] | None = None, *, rate: float = 1.0,
+    ) -> tuple[Float[Array, "L V"], PyTree[Array]]:
+        """Outputs ``(L, V)`` over a whole prefix and the cache after it, in one parallel call per block (from
+        ``cache``, or from the zero state). Equals ``model(inputs, model_state)`` and :meth:`step` run over the
+        inputs."""
+        x = self._encode(inputs)
+        if self.scan_layers:
+            params, static = eqx.partition(self.blocks, eqx.is_array)
+
+            def body(h, xs):
+                p, c = xs
+                return eqx.combine(p, static).prefill(h, model_state, c, rate=rate)
+
+            x, cache = jax.lax.scan(body, x, (params, cache))
+        else:
+            cache = (None,) * len(self.blocks) if cache is None else cache
+            new = []
+            for block, c in zip(self.blocks, cache):
+                x, c = block.prefill(x, model_state, c, rate=rate)
+                new.append(c)
+            cache = tuple(new)
+        return self._decode(self._final_norm(x, model_state)), cache
+
+    def step(
+        self, token: Int[Array, ""] | Float[Array, " C"], model_state: eqx.nn.State, cache: PyTree[Array], *,
+        rate: float = 1.0,
+    ) -> tuple[Float[Array, " V"], PyTree[Array]]:
+        """One input in recurrent mode (every block's ``step``): the outputs ``(V,)`` and the updated cache."""
+        x = self._encode(token[None])[0]
+        if self.scan_layers:
+            params, static = eqx.partition(self.blocks, eqx.is_array)
+
+            def body(h, xs):
+                p, c = xs
+                return eqx.combine(p, static).step(h, model_state, c, rate=rate)
+
+            x, cache = jax.lax.scan(body, x, (params, cache))
+        else:
+            new = []
+            for block, c in zip(self.blocks, cache):
+                x, c = block.step(x, model_state, c, rate=rate)
+                new.append(c)
+            cache = tuple(new)
+        return self._decode(self._final_norm(x[None], model_state))[0], cache
+
+    def _final_norm(self, x: Array, model_state: eqx.nn.State) -> Array:
+        return x if self.final_norm is None else self.final_norm(x, model_state)[0]
 
 
 def make_model(cfg: Any, info: DatasetInfo, *, key: PRNGKeyArray) -> tuple[Any, eqx.nn.State]:
@@ -373,7 +477,9 @@ def make_model(cfg: Any, info: DatasetInfo, *, key: PRNGKeyArray) -> tuple[Any, 
         from ssm.backbones import Backbone
 
         net = cfg.build(info, key=key)
-        model = Backbone(net, "log_probs" if hasattr(net, "log_probs") else "logits")
+        # The backbone configs of ssm.config do not declare `precision` yet: float32 unless one does.
+        precision = resolve_precision(getattr(cfg, "precision", "float32"))
+        model = Backbone(net, "log_probs" if hasattr(net, "log_probs") else "logits", precision)
         return model, eqx.nn.State(model)
     model, state = eqx.nn.make_with_state(SequenceModel)(cfg, info, key=key)
     is_bn = lambda n: isinstance(n, eqx.nn.BatchNorm)  # noqa: E731

@@ -12,12 +12,12 @@ from ssm.nn.norm import LayerNorm, ScalarLayerNorm
 from ssm.nn.pooled import PooledBackbone, s4torch_schedule
 from ssm.nn.pooling import AvgPool, DownPool, UpPool
 from ssm.nn.residual import Residual, ResidualStack, residual_stack
-from ssm.nn.sampling import generate, sample_token
+from ssm.nn.sampling import decode, generate, sample_token, top_p_filter
 from ssm.nn.sashimi import SaShiMi, SaShiMiModel
 
 __all__ = [
     "AbstractBlock", "count_params", "FFN", "ffn_sublayer", "SSMMixer", "ssm_sublayer", "LayerNorm",
     "ScalarLayerNorm", "AvgPool", "DownPool", "UpPool", "Residual", "ResidualStack", "residual_stack", "SaShiMi",
     "SaShiMiModel", "AdaptiveEmbedding", "AdaptiveLogSoftmax", "AdaptiveLM", "PooledBackbone", "s4torch_schedule",
-    "generate", "sample_token",
+    "decode", "generate", "sample_token", "top_p_filter",
 ]

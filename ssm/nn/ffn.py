@@ -2,7 +2,7 @@
 
     FFN(x) = W₂ drop(act(W₁ x + b₁)) + b₂,    W₁: H -> expand·H,  W₂: expand·H -> H
 
-Its recurrent mode is the same pointwise map (no state).
+Its recurrent mode is the same pointwise map (no state); it has no sampling rate (``rate`` is ignored).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import equinox as eqx
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
+from ssm.layers.base import Rate
 from ssm.nn.activations import activation as get_activation
 from ssm.nn.base import AbstractBlock
 from ssm.nn.dropout import dropout as apply_dropout
@@ -37,18 +38,22 @@ class FFN(AbstractBlock):
         self.linear2 = Linear(d_inner, d_model, dtype, key=k2)
         self.d_model, self.expand, self.activation, self.dropout = d_model, expand, activation, dropout
 
-    def __call__(self, x: Float[Array, "L H"], *, key: PRNGKeyArray | None = None) -> Float[Array, "L H"]:
+    def __call__(
+        self, x: Float[Array, "L H"], *, key: PRNGKeyArray | None = None, rate: Rate = 1.0
+    ) -> Float[Array, "L H"]:
         z = get_activation(self.activation)(self.linear1(x))
         return self.linear2(apply_dropout(z, self.dropout, key))
 
-    def init_state(self) -> PyTree[Array]:
+    def init_state(self, *, rate: Rate = 1.0) -> PyTree[Array]:
         return jnp.zeros((0,))
 
-    def step(self, x_t: Float[Array, " H"], state: PyTree[Array]) -> tuple[Float[Array, " H"], PyTree[Array]]:
+    def step(
+        self, x_t: Float[Array, " H"], state: PyTree[Array], *, rate: Rate = 1.0
+    ) -> tuple[Float[Array, " H"], PyTree[Array]]:
         return self.linear2(get_activation(self.activation)(self.linear1(x_t))), state
 
     def prefill(
-        self, x: Float[Array, "L H"], state: PyTree[Array] | None = None
+        self, x: Float[Array, "L H"], state: PyTree[Array] | None = None, *, rate: Rate = 1.0
     ) -> tuple[Float[Array, "L H"], PyTree[Array]]:
         return self(x), self.init_state() if state is None else state
 

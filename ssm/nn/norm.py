@@ -8,6 +8,8 @@ configured SaShiMi (``configs/model/sashimi.yaml``: ``transposed: True``, ``norm
     y = (s / σ(x)) (x - μ(x) + m),     μ, σ: mean and (biased) standard deviation over the channels
 
 with two scalar parameters ``m`` (init 0) and ``s`` (init 1) and, as there, no ε.
+
+Both compute their statistics in at least float32 and return the input's dtype (mixed precision, :mod:`ssm.precision`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float
+
+from ssm.precision import widen
 
 
 class LayerNorm(eqx.Module):
@@ -29,9 +33,10 @@ class LayerNorm(eqx.Module):
         self.eps = eps
 
     def __call__(self, x: Float[Array, "*L H"]) -> Float[Array, "*L H"]:
-        mu = jnp.mean(x, axis=-1, keepdims=True)
-        var = jnp.mean((x - mu) ** 2, axis=-1, keepdims=True)
-        return (x - mu) / jnp.sqrt(var + self.eps) * self.weight + self.bias
+        z = widen(x)
+        mu = jnp.mean(z, axis=-1, keepdims=True)
+        var = jnp.mean((z - mu) ** 2, axis=-1, keepdims=True)
+        return ((z - mu) / jnp.sqrt(var + self.eps) * self.weight + self.bias).astype(x.dtype)
 
 
 class ScalarLayerNorm(eqx.Module):
@@ -45,9 +50,10 @@ class ScalarLayerNorm(eqx.Module):
         self.s = jnp.ones((1,), dtype)
 
     def __call__(self, x: Float[Array, "*L H"]) -> Float[Array, "*L H"]:
-        mu = jnp.mean(x, axis=-1, keepdims=True)
-        sd = jnp.sqrt(jnp.mean((x - mu) ** 2, axis=-1, keepdims=True))
-        return (self.s / sd) * (x - mu + self.m)
+        z = widen(x)
+        mu = jnp.mean(z, axis=-1, keepdims=True)
+        sd = jnp.sqrt(jnp.mean((z - mu) ** 2, axis=-1, keepdims=True))
+        return ((self.s / sd) * (z - mu + self.m)).astype(x.dtype)
 
 
 class Identity(eqx.Module):

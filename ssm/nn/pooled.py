@@ -20,8 +20,9 @@ import equinox as eqx
 import jax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ssm.layers.base import AbstractSSMLayer
+from ssm.layers.base import AbstractSSMLayer, Rate
 from ssm.layers.s4 import S4
+from ssm.nn.base import check_unit_rate
 from ssm.nn.dropout import dropout as apply_dropout
 from ssm.nn.mixer import ssm_sublayer
 from ssm.nn.pooling import AvgPool
@@ -76,11 +77,16 @@ class PooledBackbone(eqx.Module):
             length = length // pool_kernel if use_pool else length
         self.blocks, self.pools, self.dropout = tuple(blocks), tuple(pools), dropout
 
-    def __call__(self, x: Float[Array, "L H"], *, key: PRNGKeyArray | None = None) -> Float[Array, "Lout H"]:
+    def __call__(
+        self, x: Float[Array, "L H"], *, key: PRNGKeyArray | None = None, rate: Rate = 1.0
+    ) -> Float[Array, "Lout H"]:
+        """``rate`` must be 1 when the backbone pools (:func:`ssm.nn.base.check_unit_rate`)."""
+        if any(p is not None for p in self.pools):
+            check_unit_rate("PooledBackbone", rate)
         keys = [None] * len(self.blocks) if key is None else list(jax.random.split(key, max(len(self.blocks), 1)))
         for block, pool, k in zip(self.blocks, self.pools, keys):
             k1, k2 = (None, None) if k is None else tuple(jax.random.split(k))
-            x = block(x, key=k1)
+            x = block(x, key=k1, rate=rate)
             if pool is not None:
                 x = pool(x)
             x = apply_dropout(x, self.dropout, k2)

@@ -17,6 +17,7 @@ import equinox as eqx
 import jax
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
+from ssm.layers.base import Rate
 from ssm.nn.base import AbstractBlock
 from ssm.nn.dropout import dropout as apply_dropout
 from ssm.nn.norm import Identity, LayerNorm, ScalarLayerNorm, make_norm
@@ -37,24 +38,28 @@ class Residual(AbstractBlock):
         self.norm = make_norm(norm, d_model, dtype)
         self.prenorm, self.dropout = prenorm, dropout
 
-    def __call__(self, x: Float[Array, "L H"], *, key: PRNGKeyArray | None = None) -> Float[Array, "L H"]:
+    def __call__(
+        self, x: Float[Array, "L H"], *, key: PRNGKeyArray | None = None, rate: Rate = 1.0
+    ) -> Float[Array, "L H"]:
         k1, k2 = (None, None) if key is None else tuple(jax.random.split(key))
-        z = self.sublayer(self.norm(x) if self.prenorm else x, key=k1)
+        z = self.sublayer(self.norm(x) if self.prenorm else x, key=k1, rate=rate)
         y = x + apply_dropout(z, self.dropout, k2)
         return y if self.prenorm else self.norm(y)
 
-    def init_state(self) -> PyTree[Array]:
-        return self.sublayer.init_state()
+    def init_state(self, *, rate: Rate = 1.0) -> PyTree[Array]:
+        return self.sublayer.init_state(rate=rate)
 
-    def step(self, x_t: Float[Array, " H"], state: PyTree[Array]) -> tuple[Float[Array, " H"], PyTree[Array]]:
-        z, state = self.sublayer.step(self.norm(x_t) if self.prenorm else x_t, state)
+    def step(
+        self, x_t: Float[Array, " H"], state: PyTree[Array], *, rate: Rate = 1.0
+    ) -> tuple[Float[Array, " H"], PyTree[Array]]:
+        z, state = self.sublayer.step(self.norm(x_t) if self.prenorm else x_t, state, rate=rate)
         y = x_t + z
         return (y if self.prenorm else self.norm(y)), state
 
     def prefill(
-        self, x: Float[Array, "L H"], state: PyTree[Array] | None = None
+        self, x: Float[Array, "L H"], state: PyTree[Array] | None = None, *, rate: Rate = 1.0
     ) -> tuple[Float[Array, "L H"], PyTree[Array]]:
-        z, state = self.sublayer.prefill(self.norm(x) if self.prenorm else x, state)
+        z, state = self.sublayer.prefill(self.norm(x) if self.prenorm else x, state, rate=rate)
         y = x + z
         return (y if self.prenorm else self.norm(y)), state
 
@@ -67,29 +72,33 @@ class ResidualStack(AbstractBlock):
     def __init__(self, blocks: Sequence[Residual]):
         self.blocks = tuple(blocks)
 
-    def __call__(self, x: Float[Array, "L H"], *, key: PRNGKeyArray | None = None) -> Float[Array, "L H"]:
+    def __call__(
+        self, x: Float[Array, "L H"], *, key: PRNGKeyArray | None = None, rate: Rate = 1.0
+    ) -> Float[Array, "L H"]:
         keys = [None] * len(self.blocks) if key is None else list(jax.random.split(key, max(len(self.blocks), 1)))
         for block, k in zip(self.blocks, keys):
-            x = block(x, key=k)
+            x = block(x, key=k, rate=rate)
         return x
 
-    def init_state(self) -> PyTree[Array]:
-        return tuple(b.init_state() for b in self.blocks)
+    def init_state(self, *, rate: Rate = 1.0) -> PyTree[Array]:
+        return tuple(b.init_state(rate=rate) for b in self.blocks)
 
-    def step(self, x_t: Float[Array, " H"], state: PyTree[Array]) -> tuple[Float[Array, " H"], PyTree[Array]]:
+    def step(
+        self, x_t: Float[Array, " H"], state: PyTree[Array], *, rate: Rate = 1.0
+    ) -> tuple[Float[Array, " H"], PyTree[Array]]:
         new = []
         for block, s in zip(self.blocks, state):
-            x_t, s = block.step(x_t, s)
+            x_t, s = block.step(x_t, s, rate=rate)
             new.append(s)
         return x_t, tuple(new)
 
     def prefill(
-        self, x: Float[Array, "L H"], state: PyTree[Array] | None = None
+        self, x: Float[Array, "L H"], state: PyTree[Array] | None = None, *, rate: Rate = 1.0
     ) -> tuple[Float[Array, "L H"], PyTree[Array]]:
         state = (None,) * len(self.blocks) if state is None else state
         new = []
         for block, s in zip(self.blocks, state):
-            x, s = block.prefill(x, s)
+            x, s = block.prefill(x, s, rate=rate)
             new.append(s)
         return x, tuple(new)
 

@@ -15,6 +15,9 @@ the configured norm (``ScalarLayerNorm``: ``transposed: True`` makes the officia
 has expansion ``ff`` and GELU. ``DownPool``/``UpPool`` use weight normalisation as there. ``norm="layer"``,
 ``weight_norm=False`` give the standalone variant of state-spaces/s4 ``models/sashimi/sashimi.py`` instead.
 
+``rate`` must be 1 (:func:`ssm.nn.base.check_unit_rate`: the pooling layers have no step size to rescale); it is
+passed down to every SSM layer all the same, so that the recurrent and convolutional modes share one signature.
+
 Streaming: the state of level ``i`` holds the pooling buffers, a window counter, the up-stack state and the state of
 level ``i+1``, which is stepped only when the down-pool completes a window (``lax.cond``), once every
 ``p₁…p_{i+1}`` fine steps, exactly as the official ``step`` skips the inner levels.
@@ -31,9 +34,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
-from ssm.layers.base import AbstractSSMLayer
+from ssm.layers.base import AbstractSSMLayer, Rate
 from ssm.layers.s4 import S4
-from ssm.nn.base import AbstractBlock
+from ssm.nn.base import AbstractBlock, check_unit_rate
 from ssm.nn.ffn import ffn_sublayer
 from ssm.nn.linear import Linear
 from ssm.nn.mixer import ssm_sublayer
@@ -106,7 +109,10 @@ class SaShiMi(AbstractBlock):
 
     # Whole-sequence mode --------------------------------------------------------------------------------------
 
-    def __call__(self, x: Float[Array, "L H"], *, key: PRNGKeyArray | None = None) -> Float[Array, "L H"]:
+    def __call__(
+        self, x: Float[Array, "L H"], *, key: PRNGKeyArray | None = None, rate: Rate = 1.0
+    ) -> Float[Array, "L H"]:
+        check_unit_rate("SaShiMi", rate)
         total = math.prod(self.pool)
         if x.shape[0] % total:
             raise ValueError(
@@ -119,36 +125,39 @@ class SaShiMi(AbstractBlock):
         for down in self.down:
             x = down(x)
             skips.append(x)
-        x = self.center(x, key=keys[n]) + skips.pop()
+        x = self.center(x, key=keys[n], rate=rate) + skips.pop()
         for i in reversed(range(n)):
             x = self.up[i](x) + skips.pop()
-            x = self.up_stacks[i](x, key=keys[i]) + x
+            x = self.up_stacks[i](x, key=keys[i], rate=rate) + x
         return self.norm(x)
 
     # Recurrent mode -------------------------------------------------------------------------------------------
 
-    def _init_level(self, i: int) -> PyTree[Array]:
+    def _init_level(self, i: int, rate: Rate) -> PyTree[Array]:
         if i == len(self.pool):
-            return self.center.init_state()
+            return self.center.init_state(rate=rate)
         return {
             "down": self.down[i].init_state(),
             "up": self.up[i].init_state(),
-            "stack": self.up_stacks[i].init_state(),
-            "inner": self._init_level(i + 1),
+            "stack": self.up_stacks[i].init_state(rate=rate),
+            "inner": self._init_level(i + 1, rate),
         }
 
-    def init_state(self) -> PyTree[Array]:
-        return self._init_level(0)
+    def init_state(self, *, rate: Rate = 1.0) -> PyTree[Array]:
+        check_unit_rate("SaShiMi", rate)
+        return self._init_level(0, rate)
 
-    def _step_level(self, i: int, x: Float[Array, " D"], s: PyTree[Array]) -> tuple[Float[Array, " D"], PyTree[Array]]:
+    def _step_level(
+        self, i: int, x: Float[Array, " D"], s: PyTree[Array], rate: Rate
+    ) -> tuple[Float[Array, " D"], PyTree[Array]]:
         if i == len(self.pool):
-            y, s = self.center.step(x, s)
+            y, s = self.center.step(x, s, rate=rate)
             return y + x, s
         z, down_state = self.down[i].step(x, s["down"])
 
         def run_inner(operand):
             z, inner = operand
-            return self._step_level(i + 1, z, inner)
+            return self._step_level(i + 1, z, inner, rate)
 
         def hold(operand):
             z, inner = operand
@@ -158,29 +167,34 @@ class SaShiMi(AbstractBlock):
         z, inner = jax.lax.cond(ready(down_state), run_inner, hold, (z, s["inner"]))
         u, up_state = self.up[i].step(z, s["up"])
         u = u + x
-        y, stack_state = self.up_stacks[i].step(u, s["stack"])
+        y, stack_state = self.up_stacks[i].step(u, s["stack"], rate=rate)
         return y + u, {"down": down_state, "up": up_state, "stack": stack_state, "inner": inner}
 
-    def step(self, x_t: Float[Array, " H"], state: PyTree[Array]) -> tuple[Float[Array, " H"], PyTree[Array]]:
-        y, state = self._step_level(0, x_t, state)
+    def step(
+        self, x_t: Float[Array, " H"], state: PyTree[Array], *, rate: Rate = 1.0
+    ) -> tuple[Float[Array, " H"], PyTree[Array]]:
+        check_unit_rate("SaShiMi", rate)
+        y, state = self._step_level(0, x_t, state, rate)
         return self.norm(y), state
 
-    def _prefill_level(self, i: int, x: Float[Array, "L D"]) -> tuple[Float[Array, "L D"], PyTree[Array]]:
+    def _prefill_level(
+        self, i: int, x: Float[Array, "L D"], rate: Rate
+    ) -> tuple[Float[Array, "L D"], PyTree[Array]]:
         """Parallel prefill from the zero state, any length."""
         if i == len(self.pool):
-            y, s = self.center.prefill(x)
+            y, s = self.center.prefill(x, rate=rate)
             return y + x, s
         p, L = self.pool[i], x.shape[0]
         n_win, r = divmod(L, p)
         down, up = self.down[i], self.up[i]
         count = jnp.asarray(r, jnp.int32)
         if n_win > 0:
-            z, inner = self._prefill_level(i + 1, down(x[: n_win * p]))
+            z, inner = self._prefill_level(i + 1, down(x[: n_win * p]), rate)
             windows = up.unpool(z)  # (n_win, p, H): the outputs of windows 1 … n_win
             u = jnp.concatenate([jnp.zeros_like(windows[:1]), windows]).reshape(-1, x.shape[1])[:L]
             up_buf = windows[-1]
         else:
-            inner = self._init_level(i + 1)
+            inner = self._init_level(i + 1, rate)
             u = jnp.zeros_like(x)
             up_buf = up.init_state()["buf"]
         # Entries of the down buffer past `count` are never read before being overwritten.
@@ -188,20 +202,21 @@ class SaShiMi(AbstractBlock):
         up_state = {"buf": up_buf, "count": count}
         down_state = {"buf": down_buf, "count": count}
         u = u + x
-        y, stack_state = self.up_stacks[i].prefill(u)
+        y, stack_state = self.up_stacks[i].prefill(u, rate=rate)
         return y + u, {"down": down_state, "up": up_state, "stack": stack_state, "inner": inner}
 
     def prefill(
-        self, x: Float[Array, "L H"], state: PyTree[Array] | None = None
+        self, x: Float[Array, "L H"], state: PyTree[Array] | None = None, *, rate: Rate = 1.0
     ) -> tuple[Float[Array, "L H"], PyTree[Array]]:
         """From the zero state (``state=None``): one parallel pass per level (each SSM's own ``prefill``); from a
         given state, a scan of :meth:`step`."""
+        check_unit_rate("SaShiMi", rate)
         if state is None:
-            y, state = self._prefill_level(0, x)
+            y, state = self._prefill_level(0, x, rate)
             return self.norm(y), state
 
         def body(s, x_t):
-            y, s = self.step(x_t, s)
+            y, s = self.step(x_t, s, rate=rate)
             return s, y
 
         state, y = jax.lax.scan(body, state, x)
@@ -225,18 +240,22 @@ class SaShiMiModel(eqx.Module):
         self.decoder = Linear(d_model, n_classes, dtype, key=k_dec)
         self.n_classes = n_classes
 
-    def __call__(self, tokens: Int[Array, " L"], *, key: PRNGKeyArray | None = None) -> Float[Array, "L V"]:
-        return self.decoder(self.backbone(self.embedding.weight[tokens], key=key))
+    def __call__(
+        self, tokens: Int[Array, " L"], *, key: PRNGKeyArray | None = None, rate: Rate = 1.0
+    ) -> Float[Array, "L V"]:
+        return self.decoder(self.backbone(self.embedding.weight[tokens], key=key, rate=rate))
 
-    def init_state(self) -> PyTree[Array]:
-        return self.backbone.init_state()
+    def init_state(self, *, rate: Rate = 1.0) -> PyTree[Array]:
+        return self.backbone.init_state(rate=rate)
 
-    def step(self, token: Int[Array, ""], state: PyTree[Array]) -> tuple[Float[Array, " V"], PyTree[Array]]:
-        y, state = self.backbone.step(self.embedding.weight[token], state)
+    def step(
+        self, token: Int[Array, ""], state: PyTree[Array], *, rate: Rate = 1.0
+    ) -> tuple[Float[Array, " V"], PyTree[Array]]:
+        y, state = self.backbone.step(self.embedding.weight[token], state, rate=rate)
         return self.decoder(y), state
 
     def prefill(
-        self, tokens: Int[Array, " L"], state: PyTree[Array] | None = None
+        self, tokens: Int[Array, " L"], state: PyTree[Array] | None = None, *, rate: Rate = 1.0
     ) -> tuple[Float[Array, "L V"], PyTree[Array]]:
-        y, state = self.backbone.prefill(self.embedding.weight[tokens], state)
+        y, state = self.backbone.prefill(self.embedding.weight[tokens], state, rate=rate)
         return self.decoder(y), state
