@@ -359,19 +359,21 @@ def matrix_power(X: Inexact[Array, "*batch N N"], n: int) -> Inexact[Array, "*ba
 
 
 def ctilde(
-    dt: Float[Array, " H"],
-    A: Complex[Array, "H M"],
-    P: Complex[Array, "R H M"],
-    B: Complex[Array, "H M"],
-    C: Complex[Array, "*C H M"],
+    dt: Float[AnyArray, " H"],
+    A: Complex[AnyArray, "H M"],
+    P: Complex[AnyArray, "R H M"],
+    B: Complex[AnyArray, "H M"],
+    C: Complex[AnyArray, "*C H M"],
     L: int,
-) -> Complex[Array, "*C H M"]:
-    """``C̃ = C_f (I - Ā^L)`` restricted to the stored half (bilinear DPLR; dense ``Ā^L``, ``O(H N^3 log L)``)."""
+    xp=jnp,
+) -> Complex[AnyArray, "*C H M"]:
+    """``C̃ = C_f (I - Ā^L)`` restricted to the stored half (bilinear DPLR; dense ``Ā^L``, ``O(H N^3 log L)``);
+    ``xp`` as in :func:`dplr_dense`."""
     M = A.shape[-1]
-    Ab, _ = dplr_dense(dt, A, P, B)
-    AL = matrix_power(Ab, L)
-    Cf = jnp.concatenate([C, jnp.conj(C)], axis=-1)
-    return (Cf - jnp.einsum("...hn,hnk->...hk", Cf, AL))[..., :M]
+    Ab, _ = dplr_dense(dt, A, P, B, xp)
+    AL = np.linalg.matrix_power(Ab, L) if xp is np else matrix_power(Ab, L)
+    Cf = xp.concatenate([C, xp.conj(C)], axis=-1)
+    return (Cf - xp.einsum("...hn,hnk->...hk", Cf, AL))[..., :M]
 
 
 def ctilde_inverse(

@@ -42,7 +42,6 @@ from ssm.layers.base import AbstractConvSSMLayer
 from ssm.layers.initializers import complex_normal, init_log_dt, resolve_dtype
 
 # The dense setup (matrix powers) runs eagerly at construction: compile it as one program.
-_ctilde = jax.jit(kernels.ctilde, static_argnums=5)
 
 DEFAULT_L_MAX = 1024
 
@@ -163,15 +162,18 @@ class S4(AbstractConvSSMLayer):
         self.B_im = tile(B.imag)
         d = 2 if bidirectional else 1
         self.D = jax.random.normal(k_d, (H,)).astype(dtype)
-        # As official S4: draw the output matrix C and store C̃ = C (I - Ā^{l_max}) for the initial Δ.
+        # As official S4: draw the output matrix C and store C̃ = C (I - Ā^{l_max}) for the initial Δ. Set up on the
+        # host in float64 (as the recurrence): XLA's batched complex LU solve on CPU was seen to hang when two
+        # processes built S4 layers at once.
         c_re, c_im = complex_normal(k_c, (d, H, M))
-        Ct = _ctilde(
+        Ct = _float64_on_host(
+            kernels.ctilde,
+            l_max,
             jnp.exp(log_dt),
             jnp.broadcast_to(jnp.asarray(-re + 1j * Lam.imag), (H, M)),
             jnp.broadcast_to(jnp.asarray(P)[:, None], (rank, H, M)),
             jnp.broadcast_to(jnp.asarray(B), (H, M)),
             c_re + 1j * c_im,
-            l_max,
         )
         self.C_re, self.C_im = Ct.real.astype(dtype), Ct.imag.astype(dtype)
 
