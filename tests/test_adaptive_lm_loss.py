@@ -9,7 +9,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import ssm
 import ssm.nn as nn
 from ssm.backbones import Backbone
 from ssm.train.metrics import example_metrics, reduce_sums
@@ -100,8 +99,9 @@ def test_scores_and_gradient_equal_full_path_with_dropout_float64():
 
 
 def small_lm():
-    s4d = nn.ssm_sublayer(ssm.S4D, d_state=4, dropout=0.2)
-    pattern = [s4d, s4d, nn.ffn_sublayer(4, dropout=0.2)]
+    # One FFN sub-layer as the backbone keeps compilation short: the loss path is what is tested here (the
+    # [SSM, SSM, FFN] stack's own tests are in test_nn_adaptive.py and test_nn_blocks.py).
+    pattern = [nn.ffn_sublayer(2, dropout=0.2)]
     m = nn.AdaptiveLM(V, 8, 1, pattern=pattern, cutoffs=CUT, div_val=2, dropemb=0.2, dropsoft=0.2, softmax_chunk=4,
                       key=KEY)  # fmt: skip
     return Backbone(eqx.tree_at(lambda m: m.softmax, m, randomise(m.softmax, 4)), "log_probs")
@@ -127,31 +127,27 @@ def full_path_sums(model, batch, keys):
 
 
 def test_trainer_lm_loss_uses_scores_and_equals_full_path_float64():
+    """Training (dropout, keys) and evaluation (inference mode) sums; the gradients of the two paths agree by the
+    module test above (its gradient with respect to the features ``h`` carries the backbone's)."""
     model, batch = small_lm(), lm_batch()
     keys = jax.random.split(jax.random.key(9), 3)
 
     @eqx.filter_jit
     def both(model):
-        lean = eqx.filter_value_and_grad(lambda m: batch_sums(m, ST, batch, "lm", keys)[0]["loss"][0])
-        full = eqx.filter_value_and_grad(lambda m: full_path_sums(m, batch, keys)["loss"][0])
-        # Evaluation (ssm.train.step.make_eval_step): inference mode, no keys.
-        ev = eqx.nn.inference_mode(model)
+        ev = eqx.nn.inference_mode(model)  # as ssm.train.step.make_eval_step: no dropout, no keys
         no_keys = jax.vmap(lambda x: ev(x, ST)[0])(batch["inputs"])
         ev_full = reduce_sums(jax.vmap(lambda o, e: example_metrics(o, e, "lm"))(no_keys, batch), batch["weights"])
-        return (lean(model), full(model), batch_sums(model, ST, batch, "lm", keys)[0],
-                full_path_sums(model, batch, keys), batch_sums(ev, ST, batch, "lm", None)[0], ev_full)  # fmt: skip
+        return (batch_sums(model, ST, batch, "lm", keys)[0], full_path_sums(model, batch, keys),
+                batch_sums(ev, ST, batch, "lm", None)[0], ev_full)  # fmt: skip
 
-    (l1, g1), (l2, g2), s1, s2, e1, e2 = both(model)
+    s1, s2, e1, e2 = both(model)
     assert model.scores_targets
-    np.testing.assert_allclose(l1, l2, rtol=1e-12)
     for a, b in ((s1, s2), (e1, e2)):
         for k in ("loss", "accuracy"):
             np.testing.assert_allclose(a[k][0], b[k][0], rtol=1e-12)
             np.testing.assert_allclose(a[k][1], b[k][1], rtol=0)
     assert s1["loss"][1] == 12 + 7  # the padded example and the positions after its length do not count
     assert not np.isclose(s1["loss"][0], e1["loss"][0])  # dropout acts in training only
-    for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g2)):
-        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
 def array_shapes(jaxpr):
