@@ -1,10 +1,11 @@
 """Word-level language modelling on WikiText with S4's published language model (``model:adaptive_lm``):
 adaptive input embedding -> [S4, S4, FFN] pre-norm residual blocks -> LayerNorm -> adaptive log-softmax.
 
-Departure (both presets): the trainer's loss reads the whole-vocabulary log-probabilities ``(L, V)`` of the
-adaptive softmax (ssm.backbones.Backbone), equal in value to the official per-target computation but with
-``L x V`` memory per example (WikiText-103: 8192 x 267735), until the training step passes the targets to the
-model.
+The trainer's loss and evaluation ask the model for the targets' log-probabilities only (``Backbone.lm_scores``
+-> ``AdaptiveLM.scores``): no ``(L, V)`` array (WikiText-103: 8192 x 267735 per example); every cluster's
+normaliser is accumulated over blocks of 2048 vocabulary rows. Departure from the official code, which gathers the
+positions of each tail cluster: every tail's normaliser is computed at every position (static shapes), the same
+values at more FLOPs. A recorded WikiText-2 run: docs/results/lm/README.md.
 """
 
 from configs._util import preset

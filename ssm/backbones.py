@@ -100,6 +100,18 @@ class Backbone(eqx.Module):
             raise ValueError(f"{type(self.net).__name__} models text tokens, which have no sampling rate (got "
                              f"rate={rate}): evaluate or generate it without --rate")  # fmt: skip
 
+    @property
+    def scores_targets(self) -> bool:
+        """Whether the LM loss can ask :meth:`lm_scores` for the targets' log-probabilities (``AdaptiveLM``)."""
+        return hasattr(self.net, "scores")
+
+    def lm_scores(
+        self, inputs: Array, targets: Array, state: eqx.nn.State, *, key: PRNGKeyArray | None = None
+    ) -> tuple[tuple[Array, Array], eqx.nn.State]:
+        """``((log p(targets_t), max_w log p(w)), state)`` per position ``(L,)``: the LM loss and accuracy without the
+        ``(L, V)`` log-probabilities that :meth:`__call__` returns (``net.scores``)."""
+        return self.net.scores(inputs, targets, key=key), state
+
 
 class PooledClassifier(eqx.Module):
     """S4Torch's ``S4Model`` (TariqAHassan/S4Torch ``s4torch/model.py``): ``Linear(d_input, H)`` (an embedding for

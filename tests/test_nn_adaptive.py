@@ -72,7 +72,7 @@ def test_clusters_head_times_tail_and_normalised(div_val, tie):
     np.testing.assert_allclose(np.exp(np.asarray(lp)).sum(-1), 1.0, rtol=1e-13)
     target = RNG.integers(0, V, L)
     np.testing.assert_allclose(soft(jnp.asarray(h), jnp.asarray(target), emb), ref[np.arange(L), target], rtol=1e-12)
-    # Chunked evaluation (positions in chunks of 4, last one padded) gives the same.
+    # Blocked evaluation (vocabulary rows in blocks of 4, the last block of a cluster padded) gives the same.
     chunked = randomise(
         nn.AdaptiveLogSoftmax(V, d, P, cut, div_val, tie_weights=tie, tie_projs=[tie, False], chunk=4, key=KEY), 3
     )

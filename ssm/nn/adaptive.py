@@ -17,8 +17,18 @@ embedding tables ``E_i``; with ``tie_projs[i]`` the output ``P_i`` is the embedd
 projection, which the official code never ties. Tied arrays live only in the embedding and are passed to the
 softmax at call time, so they are one set of parameters.
 
-Targets' log-probabilities are computed densely over each tail, in chunks of positions (the official code gathers
-the positions of each cluster, a data-dependent shape): exact, and memory-bounded for a WikiText-103 vocabulary.
+The loss needs only ``log p(target_t | h_t)``: :meth:`AdaptiveLogSoftmax.scores` computes it (and the largest
+log-probability of the vocabulary, for accuracy) without the ``(L, V)`` log-probabilities (8.8 GB per example at
+WikiText-103's L = 8192, V = 267,735). The official code gathers the positions of each tail cluster (a
+data-dependent shape, not traceable); here every cluster's normaliser ``logsumexp_w z_w`` is accumulated over blocks
+of ``chunk`` vocabulary rows, the streaming ("online") log-sum-exp of Milakov & Gimelshein 2018, "Online normalizer
+calculation for softmax" (arXiv:1805.02867)::
+
+    m_k = max(m_{k-1}, max_{w in block k} z_w),   s_k = s_{k-1} exp(m_{k-1} - m_k) + sum_{w in block k} exp(z_w - m_k)
+    logsumexp_w z_w = m_K + log s_K
+
+with the block body rematerialised in the backward pass (``jax.checkpoint``), so that no ``(L, n_cluster)`` array is
+stored either: the largest intermediate is ``(L, chunk)``. Exact, not an approximation.
 """
 
 from __future__ import annotations
@@ -133,11 +143,11 @@ class AdaptiveLogSoftmax(eqx.Module):
     div_val: int = eqx.field(static=True)
     tie_projs: tuple[bool, ...] = eqx.field(static=True)  # per cluster, the head's always False
     dropout: float = eqx.field(static=True)
-    chunk: int = eqx.field(static=True)
+    chunk: int = eqx.field(static=True)  # vocabulary rows per block of the target scores (memory: L x chunk)
 
     def __init__(self, n_token: int, d_embed: int, d_proj: int, cutoffs: Sequence[int] = (), div_val: int = 1,
                  tie_weights: bool = False, tie_projs: bool | Sequence[bool] = False, bias_scale: float = 0.0,
-                 dropout: float = 0.0, chunk: int = 512, dtype=None, *, key: PRNGKeyArray):  # fmt: skip
+                 dropout: float = 0.0, chunk: int = 2048, dtype=None, *, key: PRNGKeyArray):  # fmt: skip
         ends = _check_cutoffs(cutoffs, n_token)
         dtype = jnp.zeros(()).dtype if dtype is None else dtype
         n_clusters = len(ends) - 1
@@ -204,15 +214,43 @@ class AdaptiveLogSoftmax(eqx.Module):
             out.append(head[:, -i][:, None] + tail)
         return jnp.concatenate(out, axis=-1)
 
-    def _target_chunk(self, h: Array, target: Array, embedding, key) -> Array:
-        head, tails = self._head_and_tails(h, embedding, key)
+    def scores(
+        self,
+        h: Float[Array, "L P"],
+        target: Int[Array, " L"],
+        embedding: AdaptiveEmbedding | None = None,
+        *,
+        key: PRNGKeyArray | None = None,
+    ) -> tuple[Float[Array, " L"], Float[Array, " L"]]:
+        """``(log p(target_t | h_t), max_w log p(w | h_t))`` per position, without the ``(L, V)`` log-probabilities::
+
+            log p(w) = z0_w - lse_head                                        (w in the shortlist)
+                     = zc_i - lse_head + z_i,w - lse_i                        (w in tail cluster i)
+            lse_head = logaddexp(logsumexp_w z0_w, logsumexp_i zc_i)
+
+        (``z0`` the shortlist logits, ``zc`` the head's cluster logits, ``z_i`` tail ``i``'s). Dropout (``key``) is
+        drawn as in :meth:`log_probs`, so both give the same values for the same key."""
+        n_clusters = len(self.cutoffs) - 1
+        keys = [None] * (n_clusters + 1) if key is None else list(jax.random.split(key, n_clusters + 1))
         starts = (0,) + self.cutoffs[:-1]
-        lp = jnp.take_along_axis(head, jnp.clip(target, 0, self.cutoffs[0] - 1)[:, None], axis=1)[:, 0]
-        for i, tail in enumerate(tails, start=1):
-            l, r = starts[i], self.cutoffs[i]
-            t = jnp.take_along_axis(tail, jnp.clip(target - l, 0, r - l - 1)[:, None], axis=1)[:, 0]
-            lp = jnp.where((target >= l) & (target < r), head[:, -i] + t, lp)
-        return lp
+        stats, xs = [], []
+        for i, (l, r) in enumerate(zip(starts, self.cutoffs)):
+            W, P = self._cluster(i, embedding)
+            xs.append(h if P is None else apply_dropout(h @ P, self.dropout, keys[i]))
+            local = jnp.where((target >= l) & (target < r), target - l, -1)  # -1: not in this cluster
+            stats.append(_blocked_stats(xs[i], W, self.biases[i], local, self.chunk))
+        lse0, max0, zt0 = stats[0]
+        if not n_clusters:
+            return zt0 - lse0, max0 - lse0
+        zc = xs[0] @ self.cluster_weight.T + self.cluster_bias  # (L, n_clusters): head column -i is cluster i
+        lse_head = jnp.logaddexp(lse0, jax.nn.logsumexp(zc, axis=-1))
+        logp, best = zt0 - lse_head, max0 - lse_head
+        for i in range(1, n_clusters + 1):
+            lse_i, max_i, zt_i = stats[i]
+            head_i = zc[:, n_clusters - i] - lse_head
+            logp = jnp.where((target >= starts[i]) & (target < self.cutoffs[i]), head_i + (zt_i - lse_i), logp)
+            best = jnp.maximum(best, head_i + (max_i - lse_i))
+        return logp, best
 
     def __call__(
         self,
@@ -223,18 +261,40 @@ class AdaptiveLogSoftmax(eqx.Module):
         key: PRNGKeyArray | None = None,
     ) -> Float[Array, " L"]:
         """``log p(target_t | h_t)`` for every position (negate and average for the official loss)."""
-        L = h.shape[0]
-        if L <= self.chunk:
-            return self._target_chunk(h, target, embedding, key)
-        n = -(-L // self.chunk)
-        pad = n * self.chunk - L
-        hs = jnp.pad(h, ((0, pad), (0, 0))).reshape(n, self.chunk, -1)
-        ts = jnp.pad(target, (0, pad)).reshape(n, self.chunk)
-        ks = jnp.zeros((n,), jnp.uint32) if key is None else jax.random.split(key, n)
+        return self.scores(h, target, embedding, key=key)[0]
 
-        def one(args):
-            hc, tc, kc = args
-            return self._target_chunk(hc, tc, embedding, None if key is None else kc)
 
-        return jax.lax.map(one, (hs, ts, ks)).reshape(-1)[:L]
+def _blocked_stats(
+    x: Float[Array, "L d"], W: Float[Array, "n d"], b: Float[Array, " n"], local: Int[Array, " L"], chunk: int
+) -> tuple[Float[Array, " L"], Float[Array, " L"], Float[Array, " L"]]:
+    """``(logsumexp_w z_w, max_w z_w, z_local)`` of the logits ``z = x Wᵀ + b`` (``z_local`` 0 where ``local`` is
+    -1), over blocks of ``chunk`` rows of ``W`` (the online log-sum-exp, see the module docstring)."""
+    n = W.shape[0]
+    if n <= chunk:
+        z = x @ W.T + b
+        zt = jnp.take_along_axis(z, jnp.clip(local, 0, n - 1)[:, None], axis=1)[:, 0]
+        return jax.nn.logsumexp(z, axis=-1), jnp.max(z, axis=-1), jnp.where(local >= 0, zt, 0.0)
+    n_blocks = -(-n // chunk)
+    pad = n_blocks * chunk - n
+    Wb = jnp.pad(W, ((0, pad), (0, 0))).reshape(n_blocks, chunk, W.shape[1])
+    bb = jnp.pad(b, (0, pad)).reshape(n_blocks, chunk)
+    offsets = jnp.arange(n_blocks) * chunk
 
+    @jax.checkpoint  # recompute the (L, chunk) logits in the backward pass instead of storing all blocks
+    def body(carry, xs):
+        m, s, zt = carry
+        Wk, bk, off = xs
+        valid = off + jnp.arange(chunk) < n
+        z = jnp.where(valid, x @ Wk.T + bk, -jnp.inf)
+        # The running maximum is a shift only (log-sum-exp does not depend on it): no gradient through it.
+        m_new = jax.lax.stop_gradient(jnp.maximum(m, jnp.max(z, axis=-1)))
+        s = s * jnp.exp(m - m_new) + jnp.sum(jnp.exp(z - m_new[:, None]), axis=-1)
+        j = local - off
+        hit = (local >= 0) & (j >= 0) & (j < chunk)
+        zj = jnp.take_along_axis(z, jnp.clip(j, 0, chunk - 1)[:, None], axis=1)[:, 0]
+        return (m_new, s, zt + jnp.where(hit, zj, 0.0)), None
+
+    L = x.shape[0]
+    init = (jnp.full((L,), -jnp.inf, x.dtype), jnp.zeros((L,), x.dtype), jnp.zeros((L,), x.dtype))
+    (m, s, zt), _ = jax.lax.scan(body, init, (Wb, bb, offsets))
+    return m + jnp.log(s), m, zt

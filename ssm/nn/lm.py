@@ -22,10 +22,11 @@ from ssm.nn.residual import ResidualStack, SublayerMaker, residual_stack
 
 class AdaptiveLM(eqx.Module):
     """``AdaptiveLM(n_token, d_model, n_layers, l_max=..., key=...)``; defaults are the published WikiText-103
-    model (d_model 1024, 16 × [S4, S4, FFN]). ``pattern`` replaces the [S4, S4, FFN] sub-layer makers.
+    model (d_model 1024, 16 × [S4, S4, FFN]). ``pattern`` replaces the [S4, S4, FFN] sub-layer makers;
+    ``softmax_chunk`` is the vocabulary block of the target scores (memory ``L × softmax_chunk``).
 
-    ``model(tokens, targets, key=...)`` gives ``log p(targets_t | tokens_≤t)`` ``(L,)``; ``log_probs(tokens)`` the
-    whole-vocabulary ``(L, V)``; ``step``/``prefill`` the same one token at a time / over a prefix."""
+    ``model(tokens, targets, key=...)`` gives ``log p(targets_t | tokens_≤t)`` ``(L,)`` (``scores`` adds the largest
+    log-probability, for accuracy), without ``(L, V)`` arrays; ``log_probs(tokens)`` the whole-vocabulary ``(L, V)``; ``step``/``prefill`` the same one token at a time / over a prefix."""
 
     embedding: AdaptiveEmbedding
     backbone: ResidualStack
@@ -51,6 +52,7 @@ class AdaptiveLM(eqx.Module):
         init_scale: float | None = 0.5,
         bias_scale: float = 1.0,
         prenorm: bool = True,
+        softmax_chunk: int = 2048,
         dtype=None,
         key: PRNGKeyArray,
     ):
@@ -67,7 +69,7 @@ class AdaptiveLM(eqx.Module):
         self.norm = LayerNorm(d_model, dtype=dtype)
         self.softmax = AdaptiveLogSoftmax(
             n_token, d_model, d_model, cutoffs, div_val, tie_weights, tie_projs, bias_scale, dropsoft,
-            dtype=dtype, key=k_soft,
+            softmax_chunk, dtype=dtype, key=k_soft,
         )  # fmt: skip
 
     def features(self, tokens: Int[Array, " L"], *, key: PRNGKeyArray | None = None) -> Float[Array, "L H"]:
@@ -79,6 +81,14 @@ class AdaptiveLM(eqx.Module):
     ) -> Float[Array, " L"]:
         k1, k2 = (None, None) if key is None else tuple(jax.random.split(key))
         return self.softmax(self.features(tokens, key=k1), targets, self.embedding, key=k2)
+
+    def scores(
+        self, tokens: Int[Array, " L"], targets: Int[Array, " L"], *, key: PRNGKeyArray | None = None
+    ) -> tuple[Float[Array, " L"], Float[Array, " L"]]:
+        """``(log p(targets_t | tokens_≤t), max_w log p(w | tokens_≤t))`` ``(L,)`` each, never forming the ``(L, V)``
+        log-probabilities (:meth:`ssm.nn.AdaptiveLogSoftmax.scores`): the training loss and its accuracy."""
+        k1, k2 = (None, None) if key is None else tuple(jax.random.split(key))
+        return self.softmax.scores(self.features(tokens, key=k1), targets, self.embedding, key=k2)
 
     def log_probs(self, tokens: Int[Array, " L"], *, key: PRNGKeyArray | None = None) -> Float[Array, "L V"]:
         k1, k2 = (None, None) if key is None else tuple(jax.random.split(key))

@@ -53,6 +53,18 @@ def example_metrics(outputs: Array, example: dict[str, Array], task: str) -> Sum
     raise ValueError(f"unknown task {task!r}")
 
 
+def lm_score_metrics(logp: Array, best: Array, example: dict[str, Array]) -> Sums:
+    """The ``lm`` metrics of ONE example from per-position scores instead of logits (models that never form the
+    ``(L, V)`` log-probabilities, e.g. ``ssm.nn.AdaptiveLM``): ``logp = log p(target_t)``, ``best = max_w log
+    p(w)``; a position is correct when its target has the largest log-probability."""
+    n = logp.shape[0]
+    length = example.get("lengths")
+    mask = jnp.ones((n,), logp.dtype) if length is None else (jnp.arange(n) < length).astype(logp.dtype)
+    count = jnp.sum(mask)
+    correct = (logp >= best).astype(logp.dtype)
+    return {"loss": (-jnp.sum(logp * mask), count), "accuracy": (jnp.sum(correct * mask), count)}
+
+
 def reduce_sums(sums: Sums, weights: Array | None = None) -> Sums:
     """Batched per-example sums ``(B,)`` -> totals, each example weighted (0 = padding)."""
     out = {}

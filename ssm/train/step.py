@@ -22,7 +22,7 @@ import optax
 from jaxtyping import Array
 
 from ssm.train.ema import ema_update
-from ssm.train.metrics import example_metrics, reduce_sums
+from ssm.train.metrics import example_metrics, lm_score_metrics, reduce_sums
 from ssm.train.state import TrainState
 
 Batch = dict[str, Array]
@@ -46,7 +46,28 @@ def _forward(model, model_state, batch: Batch, keys: Array | None):
     )
 
 
+def _lm_scores(model, model_state, batch: Batch, keys: Array | None):
+    """Per-example ``(log p(targets), max log p)`` ``(B, L)`` from a model that scores targets itself
+    (``Backbone.lm_scores``): the LM loss without ``(B, L, V)`` outputs. The models are causal, so the padding
+    after ``lengths`` does not change the real positions."""
+
+    def one(inputs, targets, state, key):
+        return model.lm_scores(inputs, targets, state, key=key)
+
+    if keys is None:
+        return eqx.filter_vmap(
+            lambda x, t, s: one(x, t, s, None), in_axes=(0, 0, None), out_axes=(0, None), axis_name="batch"
+        )(batch["inputs"], batch["targets"], model_state)
+    return eqx.filter_vmap(one, in_axes=(0, 0, None, 0), out_axes=(0, None), axis_name="batch")(
+        batch["inputs"], batch["targets"], model_state, keys
+    )
+
+
 def batch_sums(model, model_state, batch: Batch, task: str, keys: Array | None):
+    if task == "lm" and getattr(model, "scores_targets", False):
+        (logp, best), model_state = _lm_scores(model, model_state, batch, keys)
+        per_example = eqx.filter_vmap(lm_score_metrics)(logp, best, batch)
+        return reduce_sums(per_example, batch.get("weights")), model_state
     outputs, model_state = _forward(model, model_state, batch, keys)
     per_example = eqx.filter_vmap(lambda o, ex: example_metrics(o, ex, task))(outputs, batch)
     return reduce_sums(per_example, batch.get("weights")), model_state
