@@ -25,7 +25,6 @@ import functools
 import json
 import os
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +36,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from ssm.config import Config, DataConfig, OptimConfig
 from ssm.data import get_dataset
 from ssm.data.base import DatasetInfo
-from ssm.model import count_params, make_model
+from ssm.model import count_params
 from ssm.train.best import BestTracker
 from ssm.train.checkpoint import Checkpoints
 from ssm.train.errors import DataMissing, RunDirMismatch, TrainingDiverged, run_dir_os_error
@@ -47,7 +46,7 @@ from ssm.train.pipeline import train_dataset, train_iterator
 from ssm.train.progress import Progress
 from ssm.train.run_dir import check_and_record, check_config, has_checkpoints, unusable
 from ssm.train.signals import StopSignals
-from ssm.train.state import TrainState, abstract_state, init_state
+from ssm.train.state import TrainState, abstract_model_traced, abstract_state, init_state
 from ssm.train.step_log import StepLog
 from ssm.train.step import all_finite, make_train_step
 from ssm.train.tracker import JsonlTracker, MultiTracker, Tracker, WandbTracker
@@ -131,15 +130,7 @@ def _build(model_cfg: Any, optim_cfg: OptimConfig, data_cfg: DataConfig, steps: 
             f"divisible by the number of devices ({n_dev})"
         )
     replicated = NamedSharding(mesh, PartitionSpec())
-    try:
-        abstract_model = eqx.filter_eval_shape(make_model, model_cfg, info, key=jax.random.PRNGKey(0))[0]
-        traceable = True
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError) as e:
-        # A layer constructor that needs concrete values: build eagerly (costs one real init).
-        warnings.warn(f"the {str(model_cfg.layer)!r} layer cannot be constructed under tracing "
-                      f"({type(e).__name__}); initialising eagerly", RuntimeWarning, stacklevel=2)  # fmt: skip
-        traceable = False
-        abstract_model = _shapes(make_model(model_cfg, info, key=jax.random.PRNGKey(0))[0])
+    (abstract_model, _), traceable = abstract_model_traced(model_cfg, info)
     tx, schedules = make_optimizer(abstract_model, optim_cfg, steps)
     ema = optim_cfg.ema_decay is not None
     if traceable:

@@ -54,12 +54,19 @@ def abstract_state(
 def abstract_model(model_cfg: Any, info: DatasetInfo) -> tuple[Any, Any]:
     """``(model, model_state)`` with ``jax.ShapeDtypeStruct`` leaves (what a checkpoint's ``model`` item
     is restored into). A layer that cannot be constructed under tracing is built once for real."""
+    return abstract_model_traced(model_cfg, info)[0]
+
+
+def abstract_model_traced(model_cfg: Any, info: DatasetInfo) -> tuple[tuple[Any, Any], bool]:
+    """:func:`abstract_model` and whether the model could be built under tracing (else it was built eagerly, with
+    a ``RuntimeWarning``, and the caller must initialise eagerly too)."""
     import warnings
 
     try:
-        return eqx.filter_eval_shape(make_model, model_cfg, info, key=jax.random.PRNGKey(0))
+        return eqx.filter_eval_shape(make_model, model_cfg, info, key=jax.random.PRNGKey(0)), True
     except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError) as e:
         warnings.warn(f"the {str(model_cfg.layer)!r} layer cannot be constructed under tracing ({type(e).__name__}); "
-                      "initialising eagerly", RuntimeWarning, stacklevel=2)  # fmt: skip
+                      "initialising eagerly", RuntimeWarning, stacklevel=3)  # fmt: skip
         real = make_model(model_cfg, info, key=jax.random.PRNGKey(0))
-        return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype) if eqx.is_array(a) else a, real)
+        shapes = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype) if eqx.is_array(a) else a, real)
+        return shapes, False
