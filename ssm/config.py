@@ -211,6 +211,9 @@ class SaShiMiConfig:
     norm: Literal["scalar", "layer", "none"] = "scalar"  # the official TransposedLN(scalar=True)
     prenorm: bool = True
     weight_norm: bool = True  # on the DownPool/UpPool linears
+    # As ModelConfig.precision: "mixed" runs the net under ssm.precision.mixed (bfloat16 matmuls and residual
+    # stream; SSM layers, norms and the softmax in float32); "auto": mixed on GPU/TPU, float32 on CPU.
+    precision: Literal["float32", "mixed", "auto"] = "float32"
 
     def __post_init__(self) -> None:
         _check_layer("model.layer", self.layer)
@@ -223,6 +226,7 @@ class SaShiMiConfig:
         _fraction("model.dropout", self.dropout)
         _fraction("model.dropres", self.dropres)
         _choice("model.norm", self.norm, ("scalar", "layer", "none"))
+        _choice("model.precision", self.precision, ("float32", "mixed", "auto"))
 
     def build(self, info: Any, *, key: Any) -> Any:
         """``ssm.nn.SaShiMiModel`` for the dataset ``info`` (token inputs, ``info.d_input`` classes)."""
@@ -263,6 +267,9 @@ class AdaptiveLMConfig:
     init_scale: float = 0.5
     bias_scale: float = 1.0
     prenorm: bool = True
+    # As ModelConfig.precision: "mixed" runs the net under ssm.precision.mixed (bfloat16 matmuls and residual
+    # stream; SSM layers, norms and the softmax in float32); "auto": mixed on GPU/TPU, float32 on CPU.
+    precision: Literal["float32", "mixed", "auto"] = "float32"
 
     def __post_init__(self) -> None:
         _check_layer("model.layer", self.layer)
@@ -272,6 +279,7 @@ class AdaptiveLMConfig:
         _positive("model.div_val", self.div_val)
         for k in ("dropout", "dropemb", "dropsoft"):
             _fraction(f"model.{k}", getattr(self, k))
+        _choice("model.precision", self.precision, ("float32", "mixed", "auto"))
 
     def build(self, info: Any, *, key: Any) -> Any:
         """``ssm.nn.AdaptiveLM`` for the dataset ``info`` (a token LM, vocabulary ``info.d_input``)."""
@@ -308,6 +316,9 @@ class PooledConfig:
     dropout: float = 0.0
     norm: Literal["layer", "scalar", "none"] = "layer"
     norm_strategy: Literal["post", "pre"] = "post"
+    # As ModelConfig.precision: "mixed" runs the net under ssm.precision.mixed (bfloat16 matmuls and residual
+    # stream; SSM layers, norms and the softmax in float32); "auto": mixed on GPU/TPU, float32 on CPU.
+    precision: Literal["float32", "mixed", "auto"] = "float32"
 
     def __post_init__(self) -> None:
         _check_layer("model.layer", self.layer)
@@ -317,6 +328,7 @@ class PooledConfig:
             _positive("model.pool_kernel", self.pool_kernel)
         _fraction("model.dropout", self.dropout)
         _choice("model.norm_strategy", self.norm_strategy, ("post", "pre"))
+        _choice("model.precision", self.precision, ("float32", "mixed", "auto"))
 
     def build(self, info: Any, *, key: Any) -> Any:
         from ssm.backbones import PooledClassifier

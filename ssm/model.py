@@ -477,8 +477,7 @@ def make_model(cfg: Any, info: DatasetInfo, *, key: PRNGKeyArray) -> tuple[Any, 
         from ssm.backbones import Backbone
 
         net = cfg.build(info, key=key)
-        # The backbone configs of ssm.config do not declare `precision` yet: float32 unless one does.
-        precision = resolve_precision(getattr(cfg, "precision", "float32"))
+        precision = resolve_precision(cfg.precision)
         model = Backbone(net, "log_probs" if hasattr(net, "log_probs") else "logits", precision)
         return model, eqx.nn.State(model)
     model, state = eqx.nn.make_with_state(SequenceModel)(cfg, info, key=key)
