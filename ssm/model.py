@@ -420,22 +420,7 @@ class SequenceModel(eqx.Module):
         """Outputs ``(L, V)`` over a whole prefix and the cache after it, in one parallel call per block (from
         ``cache``, or from the zero state). Equals ``model(inputs, model_state)`` and :meth:`step` run over the
         inputs."""
-        x = self._encode(inputs)
-        if self.scan_layers:
-            params, static = eqx.partition(self.blocks, eqx.is_array)
-
-            def body(h, xs):
-                p, c = xs
-                return eqx.combine(p, static).prefill(h, model_state, c, rate=rate)
-
-            x, cache = jax.lax.scan(body, x, (params, cache))
-        else:
-            cache = (None,) * len(self.blocks) if cache is None else cache
-            new = []
-            for block, c in zip(self.blocks, cache):
-                x, c = block.prefill(x, model_state, c, rate=rate)
-                new.append(c)
-            cache = tuple(new)
+        x, cache = self._through_blocks("prefill", self._encode(inputs), model_state, cache, rate)
         return self._decode(self._final_norm(x, model_state)), cache
 
     def step(
@@ -443,22 +428,27 @@ class SequenceModel(eqx.Module):
         rate: float = 1.0,
     ) -> tuple[Float[Array, " V"], PyTree[Array]]:
         """One input in recurrent mode (every block's ``step``): the outputs ``(V,)`` and the updated cache."""
-        x = self._encode(token[None])[0]
+        x, cache = self._through_blocks("step", self._encode(token[None])[0], model_state, cache, rate)
+        return self._decode(self._final_norm(x[None], model_state))[0], cache
+
+    def _through_blocks(
+        self, method: str, x: Array, model_state: eqx.nn.State, cache: PyTree[Array] | None, rate: float
+    ) -> tuple[Array, PyTree[Array]]:
+        """Every block's ``prefill`` or ``step`` in turn (a scan over the stacked blocks with ``scan_layers``), each
+        from its own cache entry (``None``: the zero state)."""
         if self.scan_layers:
             params, static = eqx.partition(self.blocks, eqx.is_array)
 
             def body(h, xs):
                 p, c = xs
-                return eqx.combine(p, static).step(h, model_state, c, rate=rate)
+                return getattr(eqx.combine(p, static), method)(h, model_state, c, rate=rate)
 
-            x, cache = jax.lax.scan(body, x, (params, cache))
-        else:
-            new = []
-            for block, c in zip(self.blocks, cache):
-                x, c = block.step(x, model_state, c, rate=rate)
-                new.append(c)
-            cache = tuple(new)
-        return self._decode(self._final_norm(x[None], model_state))[0], cache
+            return jax.lax.scan(body, x, (params, cache))
+        new = []
+        for block, c in zip(self.blocks, (None,) * len(self.blocks) if cache is None else cache):
+            x, c = getattr(block, method)(x, model_state, c, rate=rate)
+            new.append(c)
+        return x, tuple(new)
 
     def _final_norm(self, x: Array, model_state: eqx.nn.State) -> Array:
         return x if self.final_norm is None else self.final_norm(x, model_state)[0]
