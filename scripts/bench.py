@@ -56,6 +56,16 @@ import time
 from datetime import datetime, timezone
 
 LAYERS = ("S4", "S4D", "DSS", "S5", "HOPE")
+# Benchmarked variants of a layer: name -> (class name, constructor options).
+LAYER_VARIANTS = {"S4-vandermonde": ("S4", {"kernel_form": "vandermonde"})}
+
+
+def _layer_class(name: str) -> tuple[type, dict]:
+    """The layer class of a name of LAYERS or LAYER_VARIANTS, and the variant's options."""
+    import ssm
+
+    cls_name, options = LAYER_VARIANTS.get(name, (name, {}))
+    return getattr(ssm, cls_name), dict(options)
 LENGTHS = (1024, 4096, 16384)
 MODELS = ("mnist.smnist", "lra.pathx")
 SUITES = ("layers", "models", "compile", "generation", "step", "precision")
@@ -141,12 +151,10 @@ def layer_worker(name: str, length: int, batch: int, d_model: int, d_state: int,
     import jax
     import jax.numpy as jnp
 
-    import ssm
-
     load_before = _load()
-    cls = getattr(ssm, name)
+    cls, options = _layer_class(name)
     # S4's output parameter is set up for a maximum length l_max: build it for this length.
-    options = {"l_max": length} if "l_max" in inspect.signature(cls.__init__).parameters else {}
+    options |= {"l_max": length} if "l_max" in inspect.signature(cls.__init__).parameters else {}
     layer = cls(d_model=d_model, d_state=d_state, key=jax.random.key(0), **options)
     u = jax.random.normal(jax.random.key(1), (batch, length, d_model), dtype=jnp.dtype(dtype))
     params, static = eqx.partition(layer, eqx.is_array)
@@ -194,7 +202,6 @@ def layer_floor_worker(names: list[str], length: int, batch: int, d_model: int, 
     import jax.numpy as jnp
 
     import bench_floor as bf
-    import ssm
 
     load_before = _load()
     u = jax.random.normal(jax.random.key(1), (batch, length, d_model))
@@ -208,8 +215,8 @@ def layer_floor_worker(names: list[str], length: int, batch: int, d_model: int, 
     fn, args = bf.conv_gelu_floor(batch, d_model, length, jax.random.key(3))
     add("floor", fn, args)
     for name in names:
-        cls = getattr(ssm, name)
-        options = {"l_max": length} if "l_max" in inspect.signature(cls.__init__).parameters else {}
+        cls, options = _layer_class(name)
+        options |= {"l_max": length} if "l_max" in inspect.signature(cls.__init__).parameters else {}
         params, static = eqx.partition(cls(d_model=d_model, d_state=d_state, key=jax.random.key(0), **options),
                                        eqx.is_array)
 
@@ -690,7 +697,8 @@ def format_step_table(r: dict) -> str:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--suites", nargs="+", default=list(DEFAULT_SUITES), choices=SUITES)
-    p.add_argument("--layers", nargs="+", default=list(LAYERS), choices=LAYERS)
+    p.add_argument("--layers", nargs="+", default=list(LAYERS), choices=LAYERS + tuple(LAYER_VARIANTS),
+                   help=f"layers (variants: {', '.join(f'{k} = {c} {o}' for k, (c, o) in LAYER_VARIANTS.items())})")
     p.add_argument("--lengths", nargs="+", type=int, default=list(LENGTHS))
     p.add_argument("--floor-lengths", nargs="*", type=int, default=[4096],
                    help="layers suite: lengths at which all --layers are set against the bare FFT conv + GELU "
