@@ -31,6 +31,11 @@ LAYERS = (
     ("S4 legt", "S4", {"measure": "legt"}),
     ("S4 lagt", "S4", {"measure": "lagt"}),
     ("S4 fout", "S4", {"measure": "fout"}),
+    # The same four systems with the kernel from FFTs of Vandermonde sequences (S4's kernel_form="vandermonde").
+    ("S4V legs", "S4", {"measure": "legs", "kernel_form": "vandermonde"}),
+    ("S4V legt", "S4", {"measure": "legt", "kernel_form": "vandermonde"}),
+    ("S4V lagt", "S4", {"measure": "lagt", "kernel_form": "vandermonde"}),
+    ("S4V fout", "S4", {"measure": "fout", "kernel_form": "vandermonde"}),
     ("S4D", "S4D", {}),
     ("DSS exp", "DSS", {"kernel_type": "exp"}),  # DSS-softmax has no recurrent mode
     ("S5", "S5", {}),

@@ -82,9 +82,13 @@ def _silence_library_noise() -> None:
             prev_unraisable(u)
 
     class _OrbaxTaskFilter(logging.Filter):
+        # Also a full or unwritable run directory: one of Orbax's asyncio write futures may be collected with its
+        # OSError unread ("Future exception was never retrieved" + traceback, timing-dependent); the trainer
+        # reports that failure in its one-line error (exit 5).
         def filter(self, record: logging.LogRecord) -> bool:
             msg = record.getMessage()
-            return not ("never retrieved" in msg and "orbax" in msg)
+            exc = record.exc_info[1] if record.exc_info else None
+            return not ("never retrieved" in msg and ("orbax" in msg or run_dir_os_error(exc) is not None))
 
     class _FullDiskFilter(logging.Filter):
         # A full or unwritable run directory makes each of Orbax's save threads log its own traceback of the

@@ -1,0 +1,24 @@
+"""The trainer's log filters: an asyncio "Future exception was never retrieved" record is dropped when its
+exception is a full or unwritable run directory (reported by the trainer's one-line error, exit 5), and kept
+for any other exception."""
+
+import errno
+import logging
+
+from ssm.train import checkpoint
+
+
+def _record(exc: BaseException) -> logging.LogRecord:
+    return logging.getLogger("asyncio").makeRecord(
+        "asyncio", logging.ERROR, __file__, 1, "Future exception was never retrieved\nfuture: <Future finished>",
+        None, (type(exc), exc, None),
+    )
+
+
+def test_unread_full_disk_future_is_dropped_and_other_failures_are_kept():
+    checkpoint._silence_library_noise()
+    log = logging.getLogger("asyncio")
+    assert not log.filter(_record(OSError(errno.ENOSPC, "No space left on device")))
+    assert not log.filter(_record(ValueError("RESOURCE_EXHAUSTED: Error writing local file \"/r/x\" [os_error_code='28']")))
+    assert log.filter(_record(OSError(errno.ENOENT, "No such file or directory")))
+    assert log.filter(_record(RuntimeError("something else")))
