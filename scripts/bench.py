@@ -25,10 +25,10 @@ Suites (all but ``step`` by default):
   jitted train step of the training loop), on synthetic batches of the preset's shapes, and the compile time
   of that step. ``--model-batch`` replaces the preset's batch (default: the preset's on an accelerator, 2 on
   CPU, where the presets' batches of 16K-token sequences do not fit in memory);
-- ``compile``: compile time only of the train step of ``--compile-preset`` as written (its
-  ``n_layers`` blocks unrolled), and with LayerNorm instead of BatchNorm, unrolled and with
-  ``model.scan_layers`` (one compiled block, ``lax.scan`` over the stacked layers; BatchNorm keeps per-layer
-  state, so the model refuses ``scan_layers`` with it);
+- ``compile``: compile time only of the train step of ``--compile-preset`` with its own norm (BatchNorm for the
+  LRA presets), its ``n_layers`` blocks unrolled against ``model.scan_layers`` (one compiled block, ``lax.scan``
+  over the stacked layers and their stacked BatchNorm statistics), alternated ``--compile-rounds`` times, then the
+  same pair with LayerNorm;
 - ``generation``: tokens/s of recurrent generation of ``--gen-length`` tokens against re-running the
   convolution over the whole buffer for each new token (:func:`ssm.generate.bench_generation`), for each of
   ``--gen-models``: the flat residual stack, SaShiMi (pooling layers streaming), the [S4, S4, FFN] adaptive LM.
@@ -609,6 +609,8 @@ def _model_name(r: dict) -> str:
         extra.append(f"norm={r['norm']}")
     if r.get("scan_layers"):
         extra.append("scan")
+    elif r.get("scan_override"):
+        extra.append("unrolled")
     if r.get("precision", "float32") != "float32":
         extra.append(r["precision"])
     return name + (f" [{','.join(extra)}]" if extra else "")
@@ -712,6 +714,8 @@ def _parser() -> argparse.ArgumentParser:
                         "batch: --model-batch, else the preset's)")
     p.add_argument("--rounds", type=int, default=5, help="step suite and layer floor: interleaved rounds")
     p.add_argument("--compile-preset", default="lra.pathx")
+    p.add_argument("--compile-rounds", type=int, default=1,
+                   help="compile suite: alternations of the unrolled and the scanned model (its own norm)")
     p.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="model precision of the models and compile suites (mixed: bf16 activations); the step "
                         "suite and its floors are float32")
@@ -841,6 +845,7 @@ def main(argv: list[str] | None = None) -> dict:
         r.setdefault("preset", preset)
         r.setdefault("norm_override", "norm" in overrides)
         r.setdefault("scan_layers", overrides.get("scan_layers", False))
+        r["scan_override"] = "scan_layers" in overrides
         r.setdefault("precision", args.precision)
         print(format_model_table([r]).splitlines()[-1], flush=True)
         return r
@@ -856,11 +861,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     if "compile" in args.suites:
         print(format_model_table([]).splitlines()[0], flush=True)
-        rows = [
-            model_run(args.compile_preset, {}, True),
-            model_run(args.compile_preset, {"norm": "layer"}, True),
-            model_run(args.compile_preset, {"norm": "layer", "scan_layers": True}, True),
-        ]
+        rows = []  # unrolled and scanned back to back (each in its own process), the preset's norm first
+        for _ in range(max(1, args.compile_rounds)):
+            rows += [model_run(args.compile_preset, {"scan_layers": scan}, True) for scan in (False, True)]
+        rows += [model_run(args.compile_preset, {"norm": "layer", "scan_layers": scan}, True) for scan in (False, True)]
         out["compile"] = rows
         tables.append(f"Compile time of the {args.compile_preset} train step (trace + lower + XLA compile)\n"
                       + format_model_table(rows))
