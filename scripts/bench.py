@@ -357,7 +357,7 @@ def model_worker(preset: str, *, batch: int | None, steps: int, overrides: dict,
     compile_s = time.perf_counter() - t0
     m = cfg.model
     result = {
-        "preset": preset, "layer": m.layer, "n_layers": m.n_layers, "d_model": m.d_model,
+        "preset": preset, "layer": str(m.layer), "n_layers": m.n_layers, "d_model": m.d_model,
         "d_state": m.d_state, "norm": m.norm, "scan_layers": m.scan_layers, "precision": precision,
         "batch": B, "L": L, "params": count_params(state.model), "init_s": init_s,
         "trace_lower_s": lower_s, "compile_s": compile_s, "compile_total_s": lower_s + compile_s,
@@ -520,7 +520,7 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict)
     step_ms, nossm_ms = times["step"]["ms"], times["no-SSM step"]["ms"]
     rest_floor = sum(times[n]["ms"] for n in floor_names if n != "floor: FFT convolutions")
     result = {
-        "suite": "step", "preset": preset, "layer": m.layer, "n_layers": m.n_layers, "d_model": H,
+        "suite": "step", "preset": preset, "layer": str(m.layer), "n_layers": m.n_layers, "d_model": H,
         "d_state": m.d_state, "bidirectional": bidirectional, "norm": m.norm, "prenorm": m.prenorm,
         "dropout": m.dropout, "output": m.output, "pool": m.pool, "scan_layers": m.scan_layers,
         "batch": B, "L": L, "task": info.task, "d_input": info.d_input, "d_output": info.d_output,
@@ -606,7 +606,7 @@ def _model_name(r: dict) -> str:
     name = r["preset"]
     extra = []
     if r.get("norm_override"):
-        extra.append(f"norm={r['norm']}")
+        extra.append(f"norm={r.get('norm', '?')}")
     if r.get("scan_layers"):
         extra.append("scan")
     elif r.get("scan_override"):
