@@ -28,14 +28,14 @@ S4_LRA = dict(norm="batch", output="glu", pool="mean")
 
 
 def _s4(task, *, n_layers, d_model, d_state, prenorm, dropout, n_ssm, batch, lr, warmup, total, epochs, seed, dt_min=None,
-        dt_lr=None):
+        dt_lr=None, scan_layers=False):
     # state-spaces/s4 configs/experiment/lra/s4-<task>.yaml (V4): AdamW wd 0.05, cosine with warmup per step
     return preset(
         f"S4 (V4 config) on LRA {task}: {n_layers}x{d_model}, N={d_state}, {epochs} epochs (state-spaces/s4 lra/s4-{task}.yaml)",
         f"lra-{task}",
         model=dict(S4_LRA, layer=S4Config(measure="legs", bidirectional=True, d_state=d_state, n_ssm=n_ssm,
                                           **given(dt_min=dt_min)),
-                   n_layers=n_layers, d_model=d_model, prenorm=prenorm, dropout=dropout),
+                   n_layers=n_layers, d_model=d_model, prenorm=prenorm, dropout=dropout, scan_layers=scan_layers),
         data=dict(DATA[task], batch_size=batch),
         optim=dict(lr=lr, ssm_lr=1e-3, dt_lr=dt_lr, weight_decay=0.05, schedule="cosine", warmup_steps=warmup,
                    decay_steps=total),
@@ -59,9 +59,11 @@ PRESETS = {
     # state-spaces/s4 configs/experiment/lra/s4-pathfinder.yaml (n_ssm = H)
     "pathfinder": _s4("pathfinder", n_layers=6, d_model=256, d_state=64, prenorm=True, dropout=0.0, n_ssm=256,
                       batch=64, lr=0.004, warmup=50000, total=500000, epochs=200, seed=3333),
-    # state-spaces/s4 configs/experiment/lra/s4-pathx.yaml (dt_min 1e-4, n_ssm = H)
+    # state-spaces/s4 configs/experiment/lra/s4-pathx.yaml (dt_min 1e-4, n_ssm = H). scan_layers: one compiled block
+    # under lax.scan (same parameters from the same key, same outputs; docs/benchmarks.md, compile time of the
+    # 6-layer lra.pathx train step)
     "pathx": _s4("pathx", n_layers=6, d_model=256, d_state=64, prenorm=True, dropout=0.0, n_ssm=256, batch=16,
-                 lr=0.001, warmup=50000, total=500000, epochs=50, seed=3333, dt_min=1e-4),
+                 lr=0.001, warmup=50000, total=500000, epochs=50, seed=3333, dt_min=1e-4, scan_layers=True),
 }  # fmt: skip
 
 

@@ -25,10 +25,10 @@ Suites (all but ``step`` by default):
   jitted train step of the training loop), on synthetic batches of the preset's shapes, and the compile time
   of that step. ``--model-batch`` replaces the preset's batch (default: the preset's on an accelerator, 2 on
   CPU, where the presets' batches of 16K-token sequences do not fit in memory);
-- ``compile``: compile time only of the train step of ``--compile-preset`` as written (its
-  ``n_layers`` blocks unrolled), and with LayerNorm instead of BatchNorm, unrolled and with
-  ``model.scan_layers`` (one compiled block, ``lax.scan`` over the stacked layers; BatchNorm keeps per-layer
-  state, so the model refuses ``scan_layers`` with it);
+- ``compile``: compile time only of the train step of ``--compile-preset`` with its own norm (BatchNorm for the
+  LRA presets), its ``n_layers`` blocks unrolled against ``model.scan_layers`` (one compiled block, ``lax.scan``
+  over the stacked layers and their stacked BatchNorm statistics), alternated ``--compile-rounds`` times, then the
+  same pair with LayerNorm;
 - ``generation``: tokens/s of recurrent generation of ``--gen-length`` tokens against re-running the
   convolution over the whole buffer for each new token (:func:`ssm.generate.bench_generation`), for each of
   ``--gen-models``: the flat residual stack, SaShiMi (pooling layers streaming), the [S4, S4, FFN] adaptive LM.
@@ -364,7 +364,7 @@ def model_worker(preset: str, *, batch: int | None, steps: int, overrides: dict,
     compile_s = time.perf_counter() - t0
     m = cfg.model
     result = {
-        "preset": preset, "layer": m.layer, "n_layers": m.n_layers, "d_model": m.d_model,
+        "preset": preset, "layer": str(m.layer), "n_layers": m.n_layers, "d_model": m.d_model,
         "d_state": m.d_state, "norm": m.norm, "scan_layers": m.scan_layers, "precision": precision,
         "batch": B, "L": L, "params": count_params(state.model), "init_s": init_s,
         "trace_lower_s": lower_s, "compile_s": compile_s, "compile_total_s": lower_s + compile_s,
@@ -527,7 +527,7 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict)
     step_ms, nossm_ms = times["step"]["ms"], times["no-SSM step"]["ms"]
     rest_floor = sum(times[n]["ms"] for n in floor_names if n != "floor: FFT convolutions")
     result = {
-        "suite": "step", "preset": preset, "layer": m.layer, "n_layers": m.n_layers, "d_model": H,
+        "suite": "step", "preset": preset, "layer": str(m.layer), "n_layers": m.n_layers, "d_model": H,
         "d_state": m.d_state, "bidirectional": bidirectional, "norm": m.norm, "prenorm": m.prenorm,
         "dropout": m.dropout, "output": m.output, "pool": m.pool, "scan_layers": m.scan_layers,
         "batch": B, "L": L, "task": info.task, "d_input": info.d_input, "d_output": info.d_output,
@@ -613,9 +613,11 @@ def _model_name(r: dict) -> str:
     name = r["preset"]
     extra = []
     if r.get("norm_override"):
-        extra.append(f"norm={r['norm']}")
+        extra.append(f"norm={r.get('norm', '?')}")
     if r.get("scan_layers"):
         extra.append("scan")
+    elif r.get("scan_override"):
+        extra.append("unrolled")
     if r.get("precision", "float32") != "float32":
         extra.append(r["precision"])
     return name + (f" [{','.join(extra)}]" if extra else "")
@@ -720,6 +722,8 @@ def _parser() -> argparse.ArgumentParser:
                         "batch: --model-batch, else the preset's)")
     p.add_argument("--rounds", type=int, default=5, help="step suite and layer floor: interleaved rounds")
     p.add_argument("--compile-preset", default="lra.pathx")
+    p.add_argument("--compile-rounds", type=int, default=1,
+                   help="compile suite: alternations of the unrolled and the scanned model (its own norm)")
     p.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="model precision of the models and compile suites (mixed: bf16 activations); the step "
                         "suite and its floors are float32")
@@ -849,6 +853,7 @@ def main(argv: list[str] | None = None) -> dict:
         r.setdefault("preset", preset)
         r.setdefault("norm_override", "norm" in overrides)
         r.setdefault("scan_layers", overrides.get("scan_layers", False))
+        r["scan_override"] = "scan_layers" in overrides
         r.setdefault("precision", args.precision)
         print(format_model_table([r]).splitlines()[-1], flush=True)
         return r
@@ -864,11 +869,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     if "compile" in args.suites:
         print(format_model_table([]).splitlines()[0], flush=True)
-        rows = [
-            model_run(args.compile_preset, {}, True),
-            model_run(args.compile_preset, {"norm": "layer"}, True),
-            model_run(args.compile_preset, {"norm": "layer", "scan_layers": True}, True),
-        ]
+        rows = []  # unrolled and scanned back to back (each in its own process), the preset's norm first
+        for _ in range(max(1, args.compile_rounds)):
+            rows += [model_run(args.compile_preset, {"scan_layers": scan}, True) for scan in (False, True)]
+        rows += [model_run(args.compile_preset, {"norm": "layer", "scan_layers": scan}, True) for scan in (False, True)]
         out["compile"] = rows
         tables.append(f"Compile time of the {args.compile_preset} train step (trace + lower + XLA compile)\n"
                       + format_model_table(rows))

@@ -172,11 +172,6 @@ class ModelConfig:
         _choice("model.precision", self.precision, ("float32", "mixed", "auto"))
         _check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)", self.dropout)
         _check(0.0 <= self.bn_momentum < 1.0, "model.bn_momentum", "must be in [0, 1)", self.bn_momentum)
-        if self.scan_layers and self.norm == "batch":
-            raise ValueError(
-                "model.scan_layers=True is not supported with model.norm='batch' (BatchNorm state "
-                "is per layer): pass --model.no-scan-layers or --model.norm layer"
-            )
 
     def layer_kwargs(self, seq_len: int | None = None) -> dict[str, Any]:
         """The keyword options given to the layer constructor (with ``d_state``)."""

@@ -11,7 +11,9 @@ decoder (linear; tied embedding for language models; for two-sequence retrieval 
 with ``out`` a Linear(H, 2H) + GLU, a Linear(H, H), or nothing. BatchNorm keeps running statistics
 in an ``eqx.nn.State`` and normalises over the (global) batch and time, per channel, like
 ``BatchNorm1d`` on ``(B, H, L)``; it needs the per-example call to be vmapped with
-``axis_name="batch"``. The model acts on ONE example; batch it with ``eqx.filter_vmap``.
+``axis_name="batch"``. With ``scan_layers`` (blocks stacked along a leading layer axis, one block traced and
+compiled under ``lax.scan``) the blocks' running statistics are stacked the same way in the state, ``(n_layers, H)``,
+and scanned with the parameters. The model acts on ONE example; batch it with ``eqx.filter_vmap``.
 """
 
 from __future__ import annotations
@@ -346,15 +348,20 @@ class SequenceModel(eqx.Module):
         keys = [None] * self.n_layers if key is None else list(jax.random.split(key, self.n_layers))
         valid = None if lengths is None or not self.mask_padding else (jnp.arange(x.shape[0]) < lengths)[:, None]
         if self.scan_layers:
+            # The blocks' state (BatchNorm's running statistics, built stacked by the vmapped constructor) is
+            # scanned with the parameters: each step reads its own layer's slice and writes the updated slice.
             params, static = eqx.partition(self.blocks, eqx.is_array)
             ks = None if key is None else jnp.stack(keys)
 
             def body(h, xs):
-                p, k = xs
-                h, _ = eqx.combine(p, static)(h, state, key=k, rate=rate, valid=valid)
-                return h, None
+                p, k, s = xs
+                return eqx.combine(p, static)(h, s, key=k, rate=rate, valid=valid)
 
-            x, _ = jax.lax.scan(body, x, (params, ks))
+            x, per_layer = jax.lax.scan(body, x, (params, ks, state.substate(self.blocks)))
+            # ``update`` invalidates the State it is called on: a copy keeps the caller's valid, as the unrolled
+            # blocks do in inference mode (they never write it), e.g. an eager model(x, state) called twice.
+            leaves, treedef = jax.tree_util.tree_flatten(state)
+            state = jax.tree_util.tree_unflatten(treedef, leaves).update(per_layer)
         else:
             for block, k in zip(self.blocks, keys):
                 x, state = block(x, state, key=k, rate=rate, valid=valid)
@@ -440,10 +447,10 @@ class SequenceModel(eqx.Module):
             params, static = eqx.partition(self.blocks, eqx.is_array)
 
             def body(h, xs):
-                p, c = xs
-                return getattr(eqx.combine(p, static), method)(h, model_state, c, rate=rate)
+                p, c, s = xs  # s: this layer's slice of the stacked BatchNorm statistics
+                return getattr(eqx.combine(p, static), method)(h, s, c, rate=rate)
 
-            return jax.lax.scan(body, x, (params, cache))
+            return jax.lax.scan(body, x, (params, cache, model_state.substate(self.blocks)))
         new = []
         for block, c in zip(self.blocks, (None,) * len(self.blocks) if cache is None else cache):
             x, c = getattr(block, method)(x, model_state, c, rate=rate)

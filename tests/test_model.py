@@ -147,8 +147,9 @@ def test_configuration_errors_name_the_problem():
         make_model(_cfg(pool="mean"), lm, key=KEY)
     with pytest.raises(ValueError, match="tie_embeddings"):
         make_model(_cfg(pool="none", tie_embeddings=True), DatasetInfo(task="regression", d_input=2, d_output=2, seq_len=8), key=KEY)
-    with pytest.raises(ValueError, match="scan_layers"):
-        _cfg(scan_layers=True, norm="batch")
+    # scan_layers with BatchNorm is accepted: the per-layer running statistics are scanned state
+    # (tests/test_scan_batchnorm.py)
+    assert _cfg(scan_layers=True, norm="batch").scan_layers
 
 
 def test_s4_gets_the_dataset_length():
