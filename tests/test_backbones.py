@@ -133,11 +133,18 @@ def test_sashimi_through_make_model_is_causal():
     model, state = make_model(TINY_SASHIMI, AUDIO, key=jax.random.PRNGKey(0))
     assert count_params(model) == count_params(model.net)
     x = jax.random.randint(jax.random.PRNGKey(1), (32,), 0, 256)
-    y, state2 = model(x, state, key=None, lengths=jnp.asarray(32))
-    assert y.shape == (32, 256) and y.dtype == jnp.float64
-    np.testing.assert_array_equal(np.asarray(y), np.asarray(model.net(x)))
     t = 13
-    y2, _ = model(x.at[t].set((x[t] + 1) % 256), state)
+
+    # One compiled program for the three forward passes: run op by op, the first pass compiled each of the S4
+    # kernel's operations on its own (~25 s of a ~40 s test).
+    @eqx.filter_jit
+    def forwards(model, x, x2):
+        y, state2 = model(x, state, key=None, lengths=jnp.asarray(32))
+        return y, state2, model.net(x), model(x2, state)[0]
+
+    y, state2, y_net, y2 = forwards(model, x, x.at[t].set((x[t] + 1) % 256))
+    assert y.shape == (32, 256) and y.dtype == jnp.float64
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(y_net))
     np.testing.assert_allclose(np.asarray(y2[:t]), np.asarray(y[:t]), rtol=0, atol=1e-12)
     assert np.abs(np.asarray(y2[t:] - y[t:])).max() > 1e-6
     with pytest.raises(ValueError, match="rate"):
@@ -177,9 +184,14 @@ def test_adaptive_lm_outputs_give_the_trainers_loss_of_the_adaptive_softmax():
     assert model.net.softmax.cutoffs == (8, 20, 40)
     k = jax.random.split(jax.random.PRNGKey(1))
     x, y = jax.random.randint(k[0], (12,), 0, 40), jax.random.randint(k[1], (12,), 0, 40)
-    out, _ = eqx.nn.inference_mode(model)(x, state)
-    loss, count = example_metrics(out, {"targets": y, "lengths": jnp.asarray(12)}, "lm")["loss"]
-    want = -jnp.sum(eqx.nn.inference_mode(model.net)(x, y))
+
+    @eqx.filter_jit  # one compiled program, not each operation compiled on its own
+    def loss_and_want(model, x, y):
+        out, _ = eqx.nn.inference_mode(model)(x, state)
+        loss = example_metrics(out, {"targets": y, "lengths": jnp.asarray(12)}, "lm")["loss"]
+        return loss, -jnp.sum(eqx.nn.inference_mode(model.net)(x, y))
+
+    (loss, count), want = loss_and_want(model, x, y)
     np.testing.assert_allclose(float(loss), float(want), rtol=1e-12)
     assert float(count) == 12
 
@@ -206,7 +218,7 @@ def test_pooled_classifier_pools_as_s4torch_and_classifies():
                               key=jax.random.PRNGKey(0))  # fmt: skip
     pools = [p is not None for p in model.net.backbone.pools]
     assert pools == [True, True, False]
-    feats = model.net.backbone(jnp.ones((16, 4)))
+    both = eqx.filter_jit(lambda m: (m.net.backbone(jnp.ones((16, 4))), m(jnp.ones((16, 1)), state)))
+    feats, (out, _) = both(model)  # one compiled program, not each operation compiled on its own
     assert feats.shape == (4, 4)
-    out, _ = model(jnp.ones((16, 1)), state)
     assert out.shape == (10,) and bool(jnp.all(jnp.isfinite(out)))

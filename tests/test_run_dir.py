@@ -73,12 +73,17 @@ def test_another_config_is_refused_naming_fields_and_ways_out(trained, tmp_path)
     with pytest.raises(RunDirMismatch, match="optim.lr cannot change in a run"):
         train(_cfg(d, optim=dict(lr=0.03), train=dict(steps=12, allow_resume_changes=True)), verbose=False)
     assert _steps(d) == [4, 8] and open(os.path.join(d, "metrics.jsonl")).read() == before
-    # a run directory without checkpoints takes a new config (nothing to mix)
+    # a run directory without checkpoints takes a new config (nothing to mix); another seed, refused beside
+    # checkpoints like the lr, keeps the compiled step of the recorded run (an lr of its own compiled another)
+    with pytest.raises(RunDirMismatch, match="train.seed cannot change in a run"):
+        train(_cfg(d, train=dict(seed=1)), verbose=False)
     fresh = str(tmp_path / "fresh")
     os.makedirs(fresh)
     shutil.copy(os.path.join(d, "config.json"), fresh)
-    res = train(_cfg(fresh, optim=dict(lr=0.03), train=dict(steps=2, save_every=0)), verbose=False)
-    assert res["step"] == 2
+    res = train(_cfg(fresh, train=dict(seed=1, save_every=0)), verbose=False)
+    assert res["step"] == 8
+    with open(os.path.join(fresh, "config.json")) as f:
+        assert json.load(f)["train"]["seed"] == 1  # the new config is the one recorded
 
 
 def test_more_steps_with_the_flag_resume_and_log_each_event_once(trained, tmp_path):
