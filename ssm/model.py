@@ -32,6 +32,7 @@ from ssm.layers.base import AbstractSSMLayer
 from ssm.precision import cast_floats as _to_dtype
 from ssm.precision import resolve_precision
 from ssm.precision import widen as _wide
+from ssm.random_bits import random_octets
 
 
 def available_layers() -> "_Layers":
@@ -72,16 +73,17 @@ def _dropout(x: Array, rate: float, key: PRNGKeyArray | None, tie: bool) -> Arra
     """Inverted dropout on ``(L, H)``; ``tie`` shares one mask per channel over time.
 
     The mask compares random bytes with ``round(rate * 256)``, so the rate is rounded to a multiple of 1/256 (0.1
-    drops 26/256 = 10.2%); kept values are scaled by the exact keep probability. One 32-bit threefry draw feeds four
-    elements: on CPU, fwd+bwd over a (16, 6400, 64) tensor takes 8.9 ms against 76 ms for ``jax.random.bernoulli``
-    (one core); with bernoulli masks, dropout 0.1 cost 12–25% of the FSDD preset's train step (noisy timings).
+    drops 26/256 = 10.2%); kept values are scaled by the exact keep probability. The bytes are Threefry-2x32's, 8 per
+    evaluation of the hash, written out so that XLA fuses it (:func:`ssm.random_bits.random_octets`): JAX's own
+    ``jax.random.bits`` runs the hash as a rolled loop on CPU and keeps 32 of its 64 output bits. Each site's mask
+    depends only on its key (per example, block and site: split from the step's key), so an example's masks do not
+    depend on the batch it is in. ``jax.random.bernoulli`` masks took 76 ms fwd+bwd over a (16, 6400, 64) tensor
+    on CPU, ``jax.random.bits`` bytes 8.9 ms (docs/benchmarks.md has the fused hash's measurements).
     """
     if key is None or rate == 0.0:
         return x
     shape = (1, x.shape[-1]) if tie else x.shape
-    size = math.prod(shape)
-    words = jax.random.bits(key, ((size + 3) // 4,), jnp.uint32)
-    octets = jax.lax.bitcast_convert_type(words, jnp.uint8).reshape(-1)[:size].reshape(shape)
+    octets = random_octets(key, math.prod(shape)).reshape(shape)
     threshold = min(round(rate * 256), 255)
     keep = octets >= threshold
     return jnp.where(keep, x * (256 / (256 - threshold)), 0.0).astype(x.dtype)
