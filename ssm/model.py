@@ -203,7 +203,11 @@ class Block(eqx.Module):
         z = self.layer(_wide(z), rate=rate).astype(x.dtype)
         z = _dropout(_activation(self.activation, z), self.dropout, k1, self.tie_dropout)
         if self.out is not None:
-            z = jax.vmap(_to_dtype(self.out, x.dtype))(z)
+            # One (L, H) @ (H, H') product: a vmapped Linear (W z_t per step) made XLA compute (H', L) and transpose
+            # it back, forward and backward.
+            z = z @ self.out.weight.T.astype(x.dtype)
+            if self.out.bias is not None:
+                z = z + self.out.bias.astype(x.dtype)
             if self.output == "glu":
                 z = jax.nn.glu(z, axis=-1)
             z = _dropout(z, self.dropout, k2, self.tie_dropout)
