@@ -34,6 +34,7 @@ from ssm.layers.base import AbstractSSMLayer
 from ssm.precision import cast_floats as _to_dtype
 from ssm.precision import resolve_precision
 from ssm.precision import widen as _wide
+from ssm.random_bits import random_octets
 
 
 def available_layers() -> "_Layers":
@@ -74,16 +75,17 @@ def _dropout(x: Array, rate: float, key: PRNGKeyArray | None, tie: bool) -> Arra
     """Inverted dropout on ``(L, H)``; ``tie`` shares one mask per channel over time.
 
     The mask compares random bytes with ``round(rate * 256)``, so the rate is rounded to a multiple of 1/256 (0.1
-    drops 26/256 = 10.2%); kept values are scaled by the exact keep probability. One 32-bit threefry draw feeds four
-    elements: on CPU, fwd+bwd over a (16, 6400, 64) tensor takes 8.9 ms against 76 ms for ``jax.random.bernoulli``
-    (one core); with bernoulli masks, dropout 0.1 cost 12–25% of the FSDD preset's train step (noisy timings).
+    drops 26/256 = 10.2%); kept values are scaled by the exact keep probability. The bytes are Threefry-2x32's, 8 per
+    evaluation of the hash, written out so that XLA fuses it (:func:`ssm.random_bits.random_octets`): JAX's own
+    ``jax.random.bits`` runs the hash as a rolled loop on CPU and keeps 32 of its 64 output bits. Each site's mask
+    depends only on its key (per example, block and site: split from the step's key), so an example's masks do not
+    depend on the batch it is in. ``jax.random.bernoulli`` masks took 76 ms fwd+bwd over a (16, 6400, 64) tensor
+    on CPU, ``jax.random.bits`` bytes 8.9 ms (docs/benchmarks.md has the fused hash's measurements).
     """
     if key is None or rate == 0.0:
         return x
     shape = (1, x.shape[-1]) if tie else x.shape
-    size = math.prod(shape)
-    words = jax.random.bits(key, ((size + 3) // 4,), jnp.uint32)
-    octets = jax.lax.bitcast_convert_type(words, jnp.uint8).reshape(-1)[:size].reshape(shape)
+    octets = random_octets(key, math.prod(shape)).reshape(shape)
     threshold = min(round(rate * 256), 255)
     keep = octets >= threshold
     return jnp.where(keep, x * (256 / (256 - threshold)), 0.0).astype(x.dtype)
@@ -95,6 +97,34 @@ def _activation(name: str, x: Array) -> Array:
     if name == "relu":
         return jax.nn.relu(x)
     return x
+
+
+def _layer_norm_value(x: Float[Array, "L H"], weight: Float[Array, " H"], bias: Float[Array, " H"], eps: float
+                      ) -> Float[Array, "L H"]:
+    """LayerNorm over the channels of every time step, ``w * (x - mean) / sqrt(var + eps) + b``: the arithmetic of
+    ``jax.vmap(eqx.nn.LayerNorm)`` in the same order, with its gradient written out (one pass for the input's, the
+    standard ``dx = r (g w - mean(g w) - x̂ mean(g w x̂))``, ``x̂ = (x - mean) r``, ``r = 1/sqrt(var + eps)``)
+    instead of the transpose of the forward's several reductions."""
+    return _layer_norm_fwd(x, weight, bias, eps)[0]
+
+
+def _layer_norm_fwd(x, weight, bias, eps):
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    centred = x - mean
+    rstd = jax.lax.rsqrt(jnp.mean(centred * centred, axis=-1, keepdims=True) + eps)
+    xhat = centred * rstd
+    return weight * xhat + bias, (xhat, rstd, weight)
+
+
+def _layer_norm_bwd(eps, residuals, g):
+    xhat, rstd, weight = residuals
+    gw = g * weight
+    dx = rstd * (gw - jnp.mean(gw, axis=-1, keepdims=True) - xhat * jnp.mean(gw * xhat, axis=-1, keepdims=True))
+    return dx, jnp.sum(g * xhat, axis=0), jnp.sum(g, axis=0)
+
+
+_layer_norm = jax.custom_vjp(_layer_norm_value, nondiff_argnums=(3,))
+_layer_norm.defvjp(_layer_norm_fwd, _layer_norm_bwd)
 
 
 class Norm(eqx.Module):
@@ -116,7 +146,7 @@ class Norm(eqx.Module):
     def __call__(self, x: Array, state: eqx.nn.State) -> tuple[Array, eqx.nn.State]:
         # Statistics in at least float32; the output keeps the input's dtype.
         if self.ln is not None:
-            return jax.vmap(self.ln)(_wide(x)).astype(x.dtype), state
+            return _layer_norm(_wide(x), self.ln.weight, self.ln.bias, self.ln.eps).astype(x.dtype), state
         if self.bn is not None:
             y, state = _batch_norm(self.bn, _wide(x), state)
             return y.astype(x.dtype), state
@@ -203,7 +233,11 @@ class Block(eqx.Module):
         z = self.layer(_wide(z), rate=rate).astype(x.dtype)
         z = _dropout(_activation(self.activation, z), self.dropout, k1, self.tie_dropout)
         if self.out is not None:
-            z = jax.vmap(_to_dtype(self.out, x.dtype))(z)
+            # One (L, H) @ (H, H') product: a vmapped Linear (W z_t per step) made XLA compute (H', L) and transpose
+            # it back, forward and backward.
+            z = z @ self.out.weight.T.astype(x.dtype)
+            if self.out.bias is not None:
+                z = z + self.out.bias.astype(x.dtype)
             if self.output == "glu":
                 z = jax.nn.glu(z, axis=-1)
             z = _dropout(z, self.dropout, k2, self.tie_dropout)
