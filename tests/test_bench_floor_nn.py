@@ -13,7 +13,6 @@ import os
 from collections import Counter
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
