@@ -272,7 +272,9 @@ def _model_setup(preset: str, *, batch: int | None, overrides: dict, precision: 
     tx, _ = make_optimizer(abstract_model, cfg.optim, cfg.train.steps)
     state = init_state(cfg.model, info, tx, jax.random.PRNGKey(0))
     train_step = make_train_step(tx, info.task, cfg.optim.grad_accum)
-    return cfg, info, tx, train_step, state, synthetic_batch(info, cfg.data.batch_size, cfg.model.pool,
+    # Only a regression batch depends on the pooling; the ssm.nn backbones' configs have no ``pool`` field.
+    pool = cfg.model.pool if cfg.model.name == "residual" else "mean"
+    return cfg, info, tx, train_step, state, synthetic_batch(info, cfg.data.batch_size, pool,
                                                             np.random.default_rng(0))
 
 
