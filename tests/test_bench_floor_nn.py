@@ -235,3 +235,21 @@ def test_step_worker_on_a_tiny_sashimi(monkeypatch):
     assert r["floor_ms"] == pytest.approx(floor_ms) and "SSM kernels" in r["times"] and "no-SSM step" in r["times"]
     table = bench.format_step_table(r)
     assert "SaShiMi d_model 4, pool [2]" in table and "step / floor" in table
+
+
+def test_model_setup_builds_every_backbone_batch():
+    """The step suite's set-up on the backbones whose configs have no ``model.pool`` (adaptive LM, pooled)."""
+    bench = _load("bench")
+    *_, batch = bench._model_setup("s4torch.smnist", batch=2, overrides=dict(d_model=4, n_layers=1),
+                                   precision="float32")
+    assert batch["inputs"].shape == (2, 784, 1) and batch["targets"].shape == (2,)
+
+
+@pytest.mark.parametrize("preset", ["audio.sc09", "lm.wt2", "s4torch.smnist"])
+def test_describe_every_backbone(preset):
+    import json
+
+    import configs
+
+    d = floor.describe(configs.get_preset(preset))
+    assert d["size"] and d["d_state"] == 64 and d["norm"] in ("scalar", "layer") and json.dumps(d)
