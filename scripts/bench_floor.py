@@ -475,7 +475,8 @@ def describe(cfg) -> dict:
     else:
         size = (f"pooled {m.n_layers} x {m.d_model} {out['layer']} N={out['d_state']}, avg pool "
                 f"{m.pool_kernel}, {m.norm}norm {m.norm_strategy}, dropout {m.dropout}")
-    out.update(size=size, norm=getattr(m, "norm", "layer"), prenorm=bool(getattr(m, "prenorm", getattr(m, "norm_strategy", "") == "pre")),
+    prenorm = getattr(m, "prenorm", getattr(m, "norm_strategy", "") == "pre")
+    out.update(size=size, norm=getattr(m, "norm", "layer"), prenorm=bool(prenorm),
                dropout=m.dropout, output="linear" if m.name == "pooled" else "glu",
                pool="mean" if m.name == "pooled" else "none", scan_layers=False)
     return out
