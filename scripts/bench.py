@@ -279,7 +279,9 @@ def _model_setup(preset: str, *, batch: int | None, overrides: dict, precision: 
     tx, _ = make_optimizer(abstract_model, cfg.optim, cfg.train.steps)
     state = init_state(cfg.model, info, tx, jax.random.PRNGKey(0))
     train_step = make_train_step(tx, info.task, cfg.optim.grad_accum)
-    return cfg, info, tx, train_step, state, synthetic_batch(info, cfg.data.batch_size, cfg.model.pool,
+    # Only a regression batch depends on the pooling; the ssm.nn backbones' configs have no ``pool`` field.
+    pool = cfg.model.pool if cfg.model.name == "residual" else "mean"
+    return cfg, info, tx, train_step, state, synthetic_batch(info, cfg.data.batch_size, pool,
                                                             np.random.default_rng(0))
 
 
@@ -437,8 +439,7 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict)
     jax.block_until_ready(state)
     init_s = time.perf_counter() - t0
     m = cfg.model
-    B, L, H = cfg.data.batch_size, info.seq_len, m.d_model
-    Bn = (2 if info.task == "retrieval" else 1) * B
+    B, L = cfg.data.batch_size, info.seq_len
     key = jax.random.key(0)
 
     def device_batch():
@@ -477,15 +478,21 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict)
     stepper("step", train_step, state)
     stepper("no-SSM step", train_step2, state2)
 
-    # The model's own SSM layers and kernels at the step's shapes.
-    stacked = m.scan_layers
+    # The model's own SSM layers and kernels at the step's shapes: layer i is the plan's convolution i.
+    plan = bf.step_plan(cfg, info, B)
+    stacked = getattr(m, "scan_layers", False)
     top = bf.ssm_layers(ref.model)
     layers = [_layer_i(top[0], i, True) for i in range(m.n_layers)] if stacked else top
+    if [l_.d_model for l_ in layers] != [c[2] for c in plan.convs]:
+        raise SystemExit(f"bench.py step: the model's SSM layers (widths {[l_.d_model for l_ in layers]}) do not "
+                         f"match the floor's convolutions ({[c[2] for c in plan.convs]}): fix "
+                         "scripts/bench_floor.py step_plan for this backbone")
     lparams = [eqx.partition(l_, eqx.is_array) for l_ in layers]
     ks = jax.random.split(jax.random.key(1), 2 * len(layers) + 2)
-    us = [jax.random.normal(ks[2 * i], (Bn, L, H)) for i in range(len(layers))]
-    ws = [jax.random.normal(ks[2 * i + 1], (Bn, L, H)) for i in range(len(layers))]
+    us = [jax.random.normal(ks[2 * i], (c[1], c[3], c[2])) for i, c in enumerate(plan.convs)]
+    ws = [jax.random.normal(ks[2 * i + 1], (c[1], c[3], c[2])) for i, c in enumerate(plan.convs)]
     statics = [st for _, st in lparams]
+    lengths = [c[3] for c in plan.convs]
 
     def layers_loss(ps, us, ws):
         return sum(jnp.sum(jax.vmap(eqx.combine(p, st))(u) * w) for p, st, u, w in zip(ps, statics, us, ws))
@@ -493,18 +500,19 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict)
     program("SSM layers", jax.jit(jax.value_and_grad(layers_loss, argnums=(0, 1))),
             ([p for p, _ in lparams], us, ws))
     if all(hasattr(l_, "kernel") for l_ in layers):
-        wk = [jax.random.normal(jax.random.key(10 + i), l_.kernel(L).shape) for i, l_ in enumerate(layers)]
+        wk = [jax.random.normal(jax.random.key(10 + i), l_.kernel(n).shape)
+              for i, (l_, n) in enumerate(zip(layers, lengths))]
 
         def kernels_loss(ps, wk):
-            return sum(jnp.sum(eqx.combine(p, st).kernel(L) * w) for p, st, w in zip(ps, statics, wk))
+            return sum(jnp.sum(eqx.combine(p, st).kernel(n) * w) for p, st, w, n in zip(ps, statics, wk, lengths))
 
         program("SSM kernels", jax.jit(jax.value_and_grad(kernels_loss)), ([p for p, _ in lparams], wk))
 
     # The floor.
-    bidirectional = bool(getattr(m, "bidirectional", False))
-    fn, args = bf.conv_floor(m.n_layers, Bn, H, L, bidirectional, key)
+    desc = bf.describe(cfg)
+    fn, args = bf.conv_floor_shapes(plan.convs, key)
     program("floor: FFT convolutions", fn, args)
-    shapes = bf.matmul_shapes(cfg, info, B)
+    shapes = plan.matmuls
     fn, args = bf.matmul_floor(shapes, key)
     program("floor: dense matmuls", fn, args)
     fn, args = bf.elementwise_floor(cfg, info, B, key)
@@ -527,12 +535,12 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict)
     step_ms, nossm_ms = times["step"]["ms"], times["no-SSM step"]["ms"]
     rest_floor = sum(times[n]["ms"] for n in floor_names if n != "floor: FFT convolutions")
     result = {
-        "suite": "step", "preset": preset, "layer": str(m.layer), "n_layers": m.n_layers, "d_model": H,
-        "d_state": m.d_state, "bidirectional": bidirectional, "norm": m.norm, "prenorm": m.prenorm,
-        "dropout": m.dropout, "output": m.output, "pool": m.pool, "scan_layers": m.scan_layers,
+        "suite": "step", "preset": preset, **desc,
         "batch": B, "L": L, "task": info.task, "d_input": info.d_input, "d_output": info.d_output,
         "overrides": overrides, "rounds": rounds, "init_s": init_s, "times": times, "compile": compile_s,
-        "matmuls": [list(s_) for s_ in shapes], "floor_ms": floor_ms, "step_over_floor": step_ms / floor_ms,
+        "convs": [list(c) for c in plan.convs], "matmuls": [list(s_) for s_ in shapes],
+        "elementwise_groups": [[g[0], list(g[1]), [list(o) for o in g[2]]] for g in plan.groups],
+        "floor_ms": floor_ms, "step_over_floor": step_ms / floor_ms,
         "ssm_part_ms": step_ms - nossm_ms, "ssm_part_floor_ms": times["floor: FFT convolutions"]["ms"],
         "rest_part_ms": nossm_ms, "rest_part_floor_ms": rest_floor,
         "commit": bf.commit(), "load_before": load_before, "load_after": _load(),
@@ -665,7 +673,7 @@ def format_step_table(r: dict) -> str:
     if "error" in r:
         return f"step {name}: error: {r['error']}"
     t, c = r["times"], r["compile"]
-    size = (f"{r['n_layers']}x{r['d_model']} N={r['d_state']} {r['layer']}"
+    size = r.get("size") or (f"{r['n_layers']}x{r['d_model']} N={r['d_state']} {r['layer']}"
             + (" bidirectional" if r["bidirectional"] else "") + f", {r['norm']}norm"
             + (" prenorm" if r["prenorm"] else " postnorm")
             + f", dropout {r['dropout']}, {r['output']}, pool {r['pool']}")

@@ -32,7 +32,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -115,16 +115,24 @@ def conv_loss(u, k, D, w):
 def conv_floor(n: int, B: int, H: int, L: int, bidirectional: bool, key) -> tuple[Any, tuple]:
     """The jitted forward+backward (w.r.t. ``u``, ``k``, ``D``) of ``n`` blocks' convolutions (distinct inputs and
     kernels, so that nothing is shared between them), and its arguments."""
+    return conv_floor_shapes([(f"block {i}", B, H, L, bidirectional) for i in range(n)], key)
+
+
+def conv_floor_shapes(convs, key) -> tuple[Any, tuple]:
+    """As :func:`conv_floor` for convolutions of different shapes: ``convs`` holds ``(name, B, H, L,
+    bidirectional)`` per SSM layer (:func:`step_plan`)."""
     import jax
 
     def loss(us, ks, Ds, ws):
         return sum(conv_loss(u, k, D, w) for u, k, D, w in zip(us, ks, Ds, ws))
 
-    keys = jax.random.split(key, 3 * n)
-    us = [jax.random.normal(keys[3 * i], (B, H, L)) for i in range(n)]
-    ks = [jax.random.normal(keys[3 * i + 1], (H, 2 * L if bidirectional else L)) / L for i in range(n)]
-    Ds = [jax.numpy.ones((H,)) for _ in range(n)]
-    ws = [jax.random.normal(keys[3 * i + 2], (B, H, L)) for i in range(n)]
+    keys = jax.random.split(key, 3 * max(len(convs), 1))
+    us, ks, Ds, ws = [], [], [], []
+    for i, (_, B, H, L, bidirectional) in enumerate(convs):
+        us.append(jax.random.normal(keys[3 * i], (B, H, L)))
+        ks.append(jax.random.normal(keys[3 * i + 1], (H, 2 * L if bidirectional else L)) / L)
+        Ds.append(jax.numpy.ones((H,)))
+        ws.append(jax.random.normal(keys[3 * i + 2], (B, H, L)))
     return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2))), (us, ks, Ds, ws)
 
 
@@ -147,11 +155,11 @@ def conv_gelu_floor(B: int, H: int, L: int, key) -> tuple[Any, tuple]:
 
 
 def matmul_shapes(cfg, info, B: int) -> list[tuple[str, int, int, int, bool, bool]]:
-    """``(name, rows, d_in, d_out, bias, needs input gradient)`` of every dense matmul of the model's step."""
+    """``(name, rows, d_in, d_out, bias, needs input gradient)`` of every dense matmul of the model's step (the
+    :mod:`ssm.nn` backbones: :func:`step_plan`)."""
     m = cfg.model
-    if getattr(m, "name", "residual") != "residual":
-        raise ValueError(f"the step floor is written for the residual backbone (model:residual); {m.name!r} "
-                         "(SaShiMi, adaptive LM, pooled) is not covered yet")
+    if m.name != "residual":
+        return step_plan(cfg, info, B).matmuls
     H, L = m.d_model, info.seq_len
     n_seq = 2 if info.task == "retrieval" else 1
     rows = n_seq * B * L
@@ -200,7 +208,9 @@ def matmul_floor(shapes, key) -> tuple[Any, tuple]:
 
 
 def elementwise_floor(cfg, info, B: int, key) -> tuple[Any, tuple]:
-    """Everything of the step but the SSM layers, the matmuls and the optimizer, written plainly: per block the
+    """Everything of the step but the SSM layers, the matmuls and the optimizer. The :mod:`ssm.nn` backbones: the
+    fused elementwise groups of :func:`step_plan` (:func:`groups_floor`). The residual backbone, written plainly
+    as one chain: per block the
     norm (LayerNorm over channels / BatchNorm over batch and time), the activation, the dropout masks (random
     bytes against a threshold, one 32-bit draw per four elements), the GLU gate (``a * sigmoid(b)``, with the
     matmul's two halves standing in as ``a = b = z``), the residual; the final norm, the pooling, the embedding
@@ -210,9 +220,8 @@ def elementwise_floor(cfg, info, B: int, key) -> tuple[Any, tuple]:
     import jax.numpy as jnp
 
     m = cfg.model
-    if getattr(m, "name", "residual") != "residual":
-        raise ValueError(f"the step floor is written for the residual backbone (model:residual); {m.name!r} "
-                         "(SaShiMi, adaptive LM, pooled) is not covered yet")
+    if m.name != "residual":
+        return groups_floor(step_plan(cfg, info, B).groups, key)
     H, L = m.d_model, info.seq_len
     Bn = (2 if info.task == "retrieval" else 1) * B
     train_dropout = m.dropout > 0
@@ -282,6 +291,304 @@ def elementwise_floor(cfg, info, B: int, key) -> tuple[Any, tuple]:
     w = jax.random.normal(k[5], (Bn, L, H) if per_step else (Bn, H))
     fn = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3)))
     return fn, (x, norms, table, logits, tokens, targets, w, jax.random.key(7))
+
+
+# ----------------------------------------------------------- the ssm.nn backbones: SaShiMi, adaptive LM, pooled
+#
+# One description per backbone (:func:`step_plan`), read off the model's structure in ``ssm/nn`` and its config:
+# the SSM convolutions (one per SSM layer, at that layer's width and length), the dense matmuls, and the
+# elementwise work as *groups*: the elementwise ops between two matmuls/FFTs, which XLA can fuse into one loop, on
+# the shape they act on. One executor per component times them (conv_floor_shapes, matmul_floor, groups_floor).
+
+
+class Plan(NamedTuple):
+    """``convs``: ``(name, B, H, L, bidirectional)`` per SSM layer, in the order of :func:`ssm_layers`;
+    ``matmuls``: ``(name, rows, d_in, d_out, bias, needs input gradient)``; ``groups``: ``(name, shape, ops)``,
+    the ops of :func:`groups_floor` applied in turn to one input of ``shape``."""
+
+    convs: list
+    matmuls: list
+    groups: list
+
+
+def _norm_op(kind: str) -> tuple:
+    """The ops of an ``ssm.nn.norm.make_norm`` kind ("layer", "scalar", "none")."""
+    return {"layer": (("layernorm",),), "scalar": (("scalarnorm",),), "none": ()}[kind]
+
+
+def _drop(rate: float) -> tuple:
+    return (("dropout", rate),) if rate > 0 else ()
+
+
+def _residual_block(plan: Plan, name: str, B: int, L: int, h: int, kind: str, *, norm: str, prenorm: bool,
+                    dropout: float, dropres: float, expand: int = 2, after: tuple = ()) -> None:
+    """One ``ssm.nn.Residual`` (pre-norm ``x + drop(F(norm(x)))``, post-norm ``norm(x + drop(F(x)))``) with ``F``
+    an ``SSMMixer`` (``kind`` "glu": SSM -> GELU -> dropout -> Linear(h, 2h) -> GLU; "id": Linear(h, h)) or an
+    ``FFN`` (``kind`` "ffn": Linear(h, e·h) -> GELU -> dropout -> Linear(e·h, h)); ``after``: ops that follow the
+    block (the pooled backbone's pooling and dropout)."""
+    rows, shape = B * L, (B, L, h)
+    if prenorm and norm != "none":
+        plan.groups.append((f"{name} norm", shape, _norm_op(norm)))
+    tail = (*_drop(dropres), ("add",)) + (() if prenorm else _norm_op(norm)) + tuple(after)
+    if kind == "ffn":
+        plan.matmuls.append((f"{name} in", rows, h, expand * h, True, True))
+        plan.groups.append((f"{name} GELU, dropout", (B, L, expand * h), (("gelu",), *_drop(dropout))))
+        plan.matmuls.append((f"{name} out", rows, expand * h, h, True, True))
+        plan.groups.append((f"{name} residual", shape, tail))
+        return
+    plan.convs.append((name, B, h, L, False))
+    plan.groups.append((f"{name} GELU, dropout", shape, (("gelu",), *_drop(dropout))))
+    plan.matmuls.append((f"{name} {kind}", rows, h, 2 * h if kind == "glu" else h, True, True))
+    gate = (("glu",),) if kind == "glu" else ()
+    plan.groups.append((f"{name} residual", (B, L, 2 * h) if kind == "glu" else shape, gate + tail))
+
+
+def _sashimi_plan(m, info, B: int) -> Plan:
+    """``ssm.nn.SaShiMiModel``: embedding gather -> DownPool per level -> centre stack (+ skip) -> per level
+    UpPool (+ skip), stack (+ its input) -> LayerNorm -> Linear(d_model, classes) -> cross-entropy. Level ``i``
+    runs at length ``L / (p₁…p_i)`` and width ``d_model · expand^i``."""
+    plan = Plan([], [], [])
+    L, V, n = info.seq_len, info.d_input, len(m.pool)
+    widths = [m.d_model * m.expand**i for i in range(n + 1)]
+    lengths = [L // math.prod(m.pool[:i]) for i in range(n + 1)]
+    plan.groups.append(("embedding gather", (V, widths[0]), (("gather", B * L),)))
+    for i, p in enumerate(m.pool):
+        plan.matmuls.append((f"down {i}", B * lengths[i + 1], widths[i] * p, widths[i + 1], True, True))
+        plan.matmuls.append((f"up {i}", B * lengths[i + 1], widths[i + 1], widths[i] * p, True, True))
+        if m.weight_norm:
+            plan.groups.append((f"down {i} weight norm", (widths[i + 1], widths[i] * p), (("rownorm",),)))
+            plan.groups.append((f"up {i} weight norm", (widths[i] * p, widths[i + 1]), (("rownorm",),)))
+        plan.groups.append((f"up {i} + skip", (B, lengths[i], widths[i]), (("add",),)))
+
+    def stack(tag: str, level: int) -> None:
+        for j in range(m.n_layers):
+            common = dict(norm=m.norm, prenorm=m.prenorm, dropout=m.dropout, dropres=m.dropres)
+            _residual_block(plan, f"{tag} {j} ssm", B, lengths[level], widths[level], "glu", **common)
+            if m.ff > 0:
+                _residual_block(plan, f"{tag} {j} ffn", B, lengths[level], widths[level], "ffn", expand=m.ff,
+                                **common)
+        plan.groups.append((f"{tag} + skip", (B, lengths[level], widths[level]), (("add",),)))
+
+    stack("centre", n)  # the order of the model's fields: centre, then the up stacks from the outer level in
+    for i in range(n):
+        stack(f"up {i}", i)
+    plan.groups.append(("final norm", (B, L, widths[0]), (("layernorm",),)))
+    plan.matmuls.append(("decoder", B * L, widths[0], V, True, True))
+    plan.groups.append(("loss", (B * L, V), (("xent",),)))
+    return plan
+
+
+def _adaptive_lm_plan(m, info, B: int) -> Plan:
+    """``ssm.nn.AdaptiveLM`` through its targets-only loss (``AdaptiveLogSoftmax.scores``): adaptive embedding
+    (every cluster looked up and projected at every position, the owner selected) -> ``n_layers`` × [SSM, SSM,
+    FFN] pre-norm blocks -> LayerNorm -> per cluster the projection ``h P_i`` (dropout) and the logits of the whole
+    cluster ``x W_iᵀ + b_i`` with their log-sum-exp and the target's logit, plus the head's cluster logits. The
+    vocabulary rows count once (no padding to the block size, no recomputation in the backward pass)."""
+    plan = Plan([], [], [])
+    L, V, H, n = info.seq_len, info.d_input, m.d_model, B * info.seq_len
+    ends = tuple(c for c in m.cutoffs if c < V) + (V,)
+    sizes = [r - l for l, r in zip((0,) + ends[:-1], ends)]
+    dims = [H if m.div_val == 1 else H // m.div_val**i for i in range(len(ends))]
+    has_proj = m.div_val != 1  # d_proj = d_embed = d_model
+    for i, (size, d) in enumerate(zip(sizes, dims)):
+        plan.groups.append((f"embedding {i} gather, dropout", (size, d), (("gather", n), *_drop(m.dropemb))))
+        if has_proj:
+            plan.matmuls.append((f"embedding {i} projection", n, d, H, False, True))
+            plan.groups.append((f"embedding {i} select", (B, L, H), (("add",),)))
+    for j in range(m.n_layers):
+        common = dict(norm="layer", prenorm=m.prenorm, dropout=m.dropout, dropres=m.dropout)
+        _residual_block(plan, f"block {j} ssm a", B, L, H, "glu", **common)
+        _residual_block(plan, f"block {j} ssm b", B, L, H, "glu", **common)
+        _residual_block(plan, f"block {j} ffn", B, L, H, "ffn", expand=m.ff, **common)
+    plan.groups.append(("final norm", (B, L, H), (("layernorm",),)))
+    for i, (size, d) in enumerate(zip(sizes, dims)):
+        if has_proj:
+            plan.matmuls.append((f"softmax {i} projection", n, H, d, False, True))
+            plan.groups.append((f"softmax {i} dropout", (B, L, d), _drop(m.dropsoft)))
+        plan.matmuls.append((f"softmax {i} logits", n, d if has_proj else H, size, True, True))
+        plan.groups.append((f"softmax {i} log-sum-exp", (n, size), (("lse",),)))
+    if len(ends) > 1:
+        plan.matmuls.append(("softmax cluster logits", n, dims[0] if has_proj else H, len(ends) - 1, True, True))
+        plan.groups.append(("softmax cluster log-sum-exp", (n, len(ends) - 1), (("lse",),)))
+    return plan
+
+
+def _pooled_plan(m, info, B: int) -> Plan:
+    """``ssm.backbones.PooledClassifier``: encoder (Linear, or a gather for tokens) -> ``n_layers`` residual
+    blocks (SSM -> GELU -> dropout -> Linear(H, H), post- or pre-norm), each followed by ``AvgPool(k)`` where
+    S4Torch's schedule allows it and dropout -> mean over time -> Linear(H, classes) -> cross-entropy."""
+    from ssm.nn.pooled import s4torch_schedule
+
+    plan = Plan([], [], [])
+    L, H = info.seq_len, m.d_model
+    if info.tokens:
+        plan.groups.append(("embedding gather", (info.d_input, H), (("gather", B * L),)))
+    else:
+        plan.matmuls.append(("encoder", B * L, info.d_input, H, True, False))
+    for j, (_, pool_ok) in enumerate(s4torch_schedule(m.n_layers, L, m.pool_kernel)[: m.n_layers]):
+        use_pool = m.pool_kernel is not None and pool_ok
+        after = ((("avgpool", m.pool_kernel),) if use_pool else ()) + _drop(m.dropout)
+        _residual_block(plan, f"block {j}", B, L, H, "id", norm=m.norm, prenorm=m.norm_strategy == "pre",
+                        dropout=m.dropout, dropres=0.0, after=after)
+        L = L // m.pool_kernel if use_pool else L
+    plan.groups.append(("mean over time", (B, L, H), (("mean_time",),)))
+    plan.matmuls.append(("decoder", B, H, info.d_output, True, True))
+    plan.groups.append(("loss", (B, info.d_output), (("xent",),)))
+    return plan
+
+
+def step_plan(cfg, info, B: int) -> Plan:
+    """The floor's bookkeeping of the preset's step at batch ``B``: SSM convolutions, matmuls and elementwise
+    groups. The residual backbone (``model:residual``): its convolutions and matmuls (its elementwise floor is
+    :func:`elementwise_floor`'s chain, ``groups`` empty)."""
+    m = cfg.model
+    if m.name == "residual":
+        Bn = (2 if info.task == "retrieval" else 1) * B
+        bidirectional = bool(m.bidirectional)
+        convs = [(f"block {i}", Bn, m.d_model, info.seq_len, bidirectional) for i in range(m.n_layers)]
+        return Plan(convs, matmul_shapes(cfg, info, B), [])
+    plans = {"sashimi": _sashimi_plan, "adaptive_lm": _adaptive_lm_plan, "pooled": _pooled_plan}
+    if m.name not in plans:
+        raise ValueError(f"the step floor knows the backbones {['residual', *plans]}, not {m.name!r}: add its "
+                         "plan to scripts/bench_floor.py (step_plan)")
+    return plans[m.name](m, info, B)
+
+
+def describe(cfg) -> dict:
+    """The fields of the step table's title: the backbone, its size and options (``size``: one line)."""
+    m = cfg.model
+    layer = m.layer
+    out = {"backbone": m.name, "layer": str(layer), "n_layers": m.n_layers, "d_model": m.d_model,
+           "d_state": layer.d_state, "bidirectional": bool(getattr(layer, "bidirectional", False))}
+    if m.name == "residual":
+        out.update(norm=m.norm, prenorm=m.prenorm, dropout=m.dropout, output=m.output, pool=m.pool,
+                   scan_layers=m.scan_layers)
+        return out
+    if m.name == "sashimi":
+        size = (f"SaShiMi d_model {m.d_model}, pool {list(m.pool)}, expand {m.expand}, {m.n_layers} x [{out['layer']}"
+                f" N={out['d_state']}" + (f", FFN x{m.ff}]" if m.ff else "]") + f" per stage, {m.norm}norm"
+                + f", dropout {m.dropout}/{m.dropres}" + (", weight norm" if m.weight_norm else ""))
+    elif m.name == "adaptive_lm":
+        size = (f"adaptive LM {m.n_layers} x [{out['layer']}, {out['layer']}, FFN x{m.ff}] x {m.d_model} "
+                f"N={out['d_state']}, cutoffs {list(m.cutoffs)} div_val {m.div_val}, dropout {m.dropout}, tied "
+                f"{'weights' if m.tie_weights else '-'}/{'projs' if m.tie_projs else '-'}")
+    else:
+        size = (f"pooled {m.n_layers} x {m.d_model} {out['layer']} N={out['d_state']}, avg pool "
+                f"{m.pool_kernel}, {m.norm}norm {m.norm_strategy}, dropout {m.dropout}")
+    prenorm = getattr(m, "prenorm", getattr(m, "norm_strategy", "") == "pre")
+    out.update(size=size, norm=getattr(m, "norm", "layer"), prenorm=bool(prenorm),
+               dropout=m.dropout, output="linear" if m.name == "pooled" else "glu",
+               pool="mean" if m.name == "pooled" else "none", scan_layers=False)
+    return out
+
+
+def _group_out_shape(shape: tuple, ops) -> tuple:
+    for op in ops:
+        if op[0] == "glu":
+            shape = shape[:-1] + (shape[-1] // 2,)
+        elif op[0] == "avgpool":
+            shape = shape[:-2] + (shape[-2] // op[1], shape[-1])
+        elif op[0] == "mean_time":
+            shape = shape[:-2] + shape[-1:]
+        elif op[0] == "gather":
+            shape = (op[1], shape[-1])
+        elif op[0] in ("xent", "lse"):
+            shape = shape[:-1]
+    return shape
+
+
+def groups_floor(groups, key) -> tuple[Any, tuple]:
+    """The elementwise groups of a :class:`Plan` in one program, forward+backward w.r.t. every group's input and
+    the ops' parameters. Ops (on the last axis): ``layernorm`` (``torch.nn.LayerNorm``), ``scalarnorm``
+    (``ssm.nn.ScalarLayerNorm``), ``gelu`` (exact), ``dropout`` (random bytes against a threshold, as
+    :func:`elementwise_floor`), ``glu`` (``a·σ(b)``: halves the width), ``add`` (a residual or skip input),
+    ``avgpool`` (windows of ``k`` steps on axis -2), ``mean_time`` (axis -2), ``rownorm`` (weight normalisation
+    ``g v/‖v‖_row``), ``gather`` (rows of a table by token), ``xent`` (log-softmax, the target's term and the
+    argmax of accuracy), ``lse`` (log-sum-exp, the target's logit and the maximum, as the adaptive softmax)."""
+    import jax
+    import jax.numpy as jnp
+
+    def dropout(x, rate, k):
+        size = math.prod(x.shape)
+        bits = jax.random.bits(k, ((size + 3) // 4,), jnp.uint32)
+        octets = jax.lax.bitcast_convert_type(bits, jnp.uint8).reshape(-1)[:size].reshape(x.shape)
+        t = min(round(rate * 256), 255)
+        return jnp.where(octets >= t, x * (256 / (256 - t)), 0.0)
+
+    def apply(op, x, p, c, k):
+        kind = op[0]
+        if kind == "layernorm":
+            mu = jnp.mean(x, -1, keepdims=True)
+            var = jnp.mean((x - mu) ** 2, -1, keepdims=True)
+            return (x - mu) * jax.lax.rsqrt(var + 1e-5) * p[0] + p[1]
+        if kind == "scalarnorm":
+            mu = jnp.mean(x, -1, keepdims=True)
+            sd = jnp.sqrt(jnp.mean((x - mu) ** 2, -1, keepdims=True))
+            return (p[1] / sd) * (x - mu + p[0])
+        if kind == "gelu":
+            return jax.nn.gelu(x, approximate=False)
+        if kind == "dropout":
+            return dropout(x, op[1], k)
+        if kind == "glu":
+            a, b = jnp.split(x, 2, axis=-1)
+            return a * jax.nn.sigmoid(b)
+        if kind == "add":
+            return x + p
+        if kind == "avgpool":
+            n = x.shape[-2] // op[1]
+            return jnp.mean(x[..., : n * op[1], :].reshape(*x.shape[:-2], n, op[1], x.shape[-1]), -2)
+        if kind == "mean_time":
+            return jnp.mean(x, -2)
+        if kind == "rownorm":
+            return p[:, None] * x / jnp.linalg.norm(x, axis=1, keepdims=True)
+        if kind == "gather":
+            return x[c]
+        if kind == "xent":
+            logp = jax.nn.log_softmax(x, -1)
+            ce = -jnp.take_along_axis(logp, c[:, None], -1)[:, 0]
+            return ce + jax.lax.stop_gradient((jnp.argmax(x, -1) == c).astype(x.dtype))
+        if kind == "lse":
+            zt = jnp.take_along_axis(x, c[:, None], -1)[:, 0]
+            return jax.nn.logsumexp(x, -1) - zt + jax.lax.stop_gradient(jnp.max(x, -1))
+        raise ValueError(f"groups_floor: unknown op {kind!r}")
+
+    xs, ws, params, consts = [], [], [], []
+    keys = jax.random.split(key, 3 * max(len(groups), 1))
+    for g, (_, shape, ops) in enumerate(groups):
+        xs.append(jax.random.normal(keys[3 * g], shape))
+        ps, cs, cur = [], [], tuple(shape)
+        for j, op in enumerate(ops):
+            kj = jax.random.fold_in(keys[3 * g + 1], j)
+            p = c = None
+            if op[0] == "layernorm":
+                p = (jnp.ones(cur[-1:]), jnp.zeros(cur[-1:]))
+            elif op[0] == "scalarnorm":
+                p = (jnp.zeros((1,)), jnp.ones((1,)))
+            elif op[0] == "add":
+                p = jax.random.normal(kj, cur)
+            elif op[0] == "rownorm":
+                p = jnp.ones(cur[:1])
+            elif op[0] == "gather":
+                c = jax.random.randint(kj, (op[1],), 0, cur[0])
+            elif op[0] in ("xent", "lse"):
+                c = jax.random.randint(kj, cur[:-1], 0, cur[-1])
+            ps.append(p)
+            cs.append(c)
+            cur = _group_out_shape(cur, (op,))
+        params.append(ps)
+        consts.append(cs)
+        ws.append(jax.random.normal(keys[3 * g + 2], cur))
+    ops_of = [ops for _, _, ops in groups]
+
+    def loss(xs, params, consts, ws, k):
+        total = 0.0
+        for g, (x, ps, cs, w, ops) in enumerate(zip(xs, params, consts, ws, ops_of)):
+            for j, (op, p, c) in enumerate(zip(ops, ps, cs)):
+                x = apply(op, x, p, c, jax.random.fold_in(k, 1000 * g + j))
+            total = total + jnp.sum(x * w)
+        return total
+
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1))), (xs, params, consts, ws, jax.random.key(7))
 
 
 # ------------------------------------------------------------------------------------------- model surgery
