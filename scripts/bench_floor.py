@@ -212,12 +212,14 @@ def elementwise_floor(cfg, info, B: int, key) -> tuple[Any, tuple]:
     fused elementwise groups of :func:`step_plan` (:func:`groups_floor`). The residual backbone, written plainly
     as one chain: per block the
     norm (LayerNorm over channels / BatchNorm over batch and time), the activation, the dropout masks (random
-    bytes against a threshold, one 32-bit draw per four elements), the GLU gate (``a * sigmoid(b)``, with the
+    bytes against a threshold, drawn as the residual model draws them: ``ssm.random_bits.random_octets``), the GLU gate (``a * sigmoid(b)``, with the
     matmul's two halves standing in as ``a = b = z``), the residual; the final norm, the pooling, the embedding
     gather (tokens) and the loss on logits of the decoder's shape. Forward+backward w.r.t. the activations, the
     norms' parameters, the embedding table and the logits."""
     import jax
     import jax.numpy as jnp
+
+    from ssm.random_bits import random_octets
 
     m = cfg.model
     if m.name != "residual":
@@ -245,9 +247,8 @@ def elementwise_floor(cfg, info, B: int, key) -> tuple[Any, tuple]:
         if not train_dropout:
             return x
         shape = (x.shape[0], 1, x.shape[-1]) if m.tie_dropout else x.shape
-        size = math.prod(shape)
-        bits = jax.random.bits(k, ((size + 3) // 4,), jnp.uint32)
-        octets = jax.lax.bitcast_convert_type(bits, jnp.uint8).reshape(-1)[:size].reshape(shape)
+        # the model's own generator (fused Threefry bytes), one draw for the batch's mask
+        octets = random_octets(k, math.prod(shape)).reshape(shape)
         t = min(round(m.dropout * 256), 255)
         return jnp.where(octets >= t, x * (256 / (256 - t)), 0.0)
 
@@ -508,10 +509,10 @@ def groups_floor(groups, key) -> tuple[Any, tuple]:
     import jax
     import jax.numpy as jnp
 
+    from ssm.random_bits import random_octets
+
     def dropout(x, rate, k):
-        size = math.prod(x.shape)
-        bits = jax.random.bits(k, ((size + 3) // 4,), jnp.uint32)
-        octets = jax.lax.bitcast_convert_type(bits, jnp.uint8).reshape(-1)[:size].reshape(x.shape)
+        octets = random_octets(k, math.prod(x.shape)).reshape(x.shape)
         t = min(round(rate * 256), 255)
         return jnp.where(octets >= t, x * (256 / (256 - t)), 0.0)
 
