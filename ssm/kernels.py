@@ -228,6 +228,20 @@ def _freq_blocks(J: int, max_block: int) -> tuple[int, int]:
     return nb, -(-J // nb)
 
 
+def _dplr_numerators(
+    Ct: Complex[Array, "nC H M"], P: Complex[Array, "R H M"], B: Complex[Array, "H M"]
+) -> Complex[Array, "K H M"]:
+    """The numerators ``x_n y_n`` of the DPLR kernel's Cauchy sums, stacked ``[C̃B (nC), C̃P (nC·R), P̄B (R), P̄P (R·R)]``
+    (``K = (nC + R)(1 + R)``): the sums ``k00, k01, k10, k11`` of the Woodbury correction, in this order."""
+    nC, H, M = Ct.shape
+    R = P.shape[0]
+    Pc = jnp.conj(P)
+    return jnp.concatenate(
+        [Ct * B, (Ct[:, None] * P[None]).reshape(nC * R, H, M), Pc * B, (Pc[:, None] * P[None]).reshape(R * R, H, M)],
+        axis=0,
+    )
+
+
 def dplr_kernel_from_ctilde(
     dt: Float[Array, " H"],
     A: Complex[Array, "H M"],
@@ -276,17 +290,7 @@ def dplr_kernel_from_ctilde(
     phase = ((cos + 1j * sin) / 2)[:J]
     half_dt = dt / 2
     mu = (half_dt[:, None] * A).astype(cdt)  # (H, M)
-    Pc = jnp.conj(P)
-    # Cauchy numerators x_n y_n, stacked: [C̃B (nC), C̃P (nC·R), P̄B (R), P̄P (R·R)].
-    V = jnp.concatenate(
-        [
-            Ct * B,
-            (Ct[:, None] * P[None]).reshape(nC * R, H, M),
-            Pc * B,
-            (Pc[:, None] * P[None]).reshape(R * R, H, M),
-        ],
-        axis=0,
-    ).transpose(1, 0, 2)  # (H, K, M)
+    V = _dplr_numerators(Ct, P, B).transpose(1, 0, 2)  # (H, K, M)
     nK = V.shape[1]
     G = jnp.concatenate([2 * V.real, 2 * (V * jnp.conj(mu)[:, None, :]).real], axis=1)  # (H, 2K, M) real
     mu_re, mu_sq = mu.real[:, :, None], (mu.real**2 + mu.imag**2)[:, :, None]
@@ -358,11 +362,7 @@ def dplr_kernel_vandermonde(
     mu = (dt[:, None] / 2 * A).astype(cdt)  # (H, M)
     log_abar = jnp.log((1 + mu) / (1 - mu))
     weight = 1 / ((1 - mu) * -jnp.expm1(L * log_abar))  # 1/((1 - μ)(1 - ā^L))
-    Pc = jnp.conj(P)
-    V = jnp.concatenate(
-        [Ct * B, (Ct[:, None] * P[None]).reshape(nC * R, H, M), Pc * B, (Pc[:, None] * P[None]).reshape(R * R, H, M)],
-        axis=0,
-    )  # (K, H, M), the Cauchy numerators in dplr_kernel_from_ctilde's order
+    V = _dplr_numerators(Ct, P, B)  # (K, H, M)
     S = jnp.fft.rfft(2 * vandermonde(V * weight, log_abar, L), axis=-1)  # (K, H, J)
     J = L // 2 + 1
     b = jnp.asarray(1 + np.exp(-2j * np.pi * np.arange(J) / L), cdt)  # 1 + ω_j, float64 on the host

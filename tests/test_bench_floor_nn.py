@@ -7,24 +7,14 @@ suite runs end to end on a tiny SaShiMi. No timing is asserted."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
-import os
 from collections import Counter
 
 import jax
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_script_nn", os.path.join(REPO, "scripts", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from test_bench import _load  # the scripts loaded as modules, as tests/test_bench.py does
 
 floor = _load("bench_floor")
 

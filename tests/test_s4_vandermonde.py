@@ -11,6 +11,7 @@ import pytest
 from test_s4 import naive_output
 
 import ssm
+from ssm.layer_configs import S4Config
 
 KEY = jax.random.key(0)
 call = eqx.filter_jit(lambda m, u: m(u))
@@ -53,7 +54,7 @@ def test_gradients_equal_the_cauchy_form(bidirectional):
 
 
 def test_option_is_typed_and_checked():
-    cfg = ssm.layer_configs.S4Config(d_state=8, l_max=16, kernel_form="vandermonde")
+    cfg = S4Config(d_state=8, l_max=16, kernel_form="vandermonde")
     assert cfg.build(4, key=KEY).kernel_form == "vandermonde"
     with pytest.raises(ValueError, match="kernel_form"):
         ssm.S4(d_model=2, d_state=4, key=KEY, kernel_form="fft")
