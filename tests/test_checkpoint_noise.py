@@ -22,3 +22,6 @@ def test_unread_full_disk_future_is_dropped_and_other_failures_are_kept():
     assert not log.filter(_record(ValueError("RESOURCE_EXHAUSTED: Error writing local file \"/r/x\" [os_error_code='28']")))
     assert log.filter(_record(OSError(errno.ENOENT, "No such file or directory")))
     assert log.filter(_record(RuntimeError("something else")))
+    # a record without an exception (asyncio's other reports) passes through untouched
+    plain = log.makeRecord("asyncio", logging.ERROR, __file__, 1, "Task exception was never retrieved", None, None)
+    assert log.filter(plain)

@@ -4,6 +4,7 @@ computed, no data is read), and the preset registry behaves."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 
@@ -142,15 +143,20 @@ def test_registry_names_and_errors():
 def test_presets_resolve_the_layer_and_data_options_of_the_flat_config():
     """tests/fixtures/preset_layer_kwargs.json was written by the flat config (before the typed configs): per
     preset, the layer's constructor keywords (its signature defaults updated by the options the preset set;
-    l_max None = the data's length) and the dataset options it set. The typed presets resolve to the same."""
+    l_max None = the data's length) and the dataset options it set. The typed presets resolve to the same; a layer
+    option added since (S4's ``kernel_form``) must be at the layer constructor's default."""
     with open(os.path.join(os.path.dirname(__file__), "fixtures", "preset_layer_kwargs.json")) as f:
         flat = json.load(f)
     assert set(flat) <= set(PRESETS)  # presets added since (s4torch.*) have no flat record
+    added_since = {"S4": {"kernel_form"}}
     for name in flat:
         want, cfg = flat[name], PRESETS[name][1]
         assert cfg.model.layer.name == want["layer"], name
         got = cfg.model.layer.kwargs()
         expected = {k: v for k, v in want["layer_kwargs"].items() if not (k == "l_max" and v is None)}
+        cls = cfg.model.layer.cls()
+        for k in added_since.get(cls.__name__, ()):
+            assert k not in expected and got.pop(k) == inspect.signature(cls.__init__).parameters[k].default, name
         assert got == expected, name
         assert cfg.model.layer.kwargs(seq_len=77).get("l_max", 77) == (want["layer_kwargs"].get("l_max") or 77), name
         assert cfg.data.name == want["data_name"], name

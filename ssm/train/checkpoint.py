@@ -88,7 +88,7 @@ def _silence_library_noise() -> None:
         def filter(self, record: logging.LogRecord) -> bool:
             msg = record.getMessage()
             exc = record.exc_info[1] if record.exc_info else None
-            return not ("never retrieved" in msg and ("orbax" in msg or run_dir_os_error(exc) is not None))
+            return not ("never retrieved" in msg and ("orbax" in msg or (exc is not None and run_dir_os_error(exc))))
 
     class _FullDiskFilter(logging.Filter):
         # A full or unwritable run directory makes each of Orbax's save threads log its own traceback of the
