@@ -25,3 +25,5 @@ def test_unread_full_disk_future_is_dropped_and_other_failures_are_kept():
     # a record without an exception (asyncio's other reports) passes through untouched
     plain = log.makeRecord("asyncio", logging.ERROR, __file__, 1, "Task exception was never retrieved", None, None)
     assert log.filter(plain)
+    absl = logging.getLogger("absl")
+    assert absl.filter(absl.makeRecord("absl", logging.WARNING, __file__, 1, "an ordinary warning", None, None))

@@ -82,24 +82,23 @@ def _silence_library_noise() -> None:
             prev_unraisable(u)
 
     class _OrbaxTaskFilter(logging.Filter):
-        # Also a full or unwritable run directory: one of Orbax's asyncio write futures may be collected with its
-        # OSError unread ("Future exception was never retrieved" + traceback, timing-dependent); the trainer
-        # reports that failure in its one-line error (exit 5).
         def filter(self, record: logging.LogRecord) -> bool:
             msg = record.getMessage()
-            exc = record.exc_info[1] if record.exc_info else None
-            return not ("never retrieved" in msg and ("orbax" in msg or (exc is not None and run_dir_os_error(exc))))
+            return not ("never retrieved" in msg and "orbax" in msg)
 
     class _FullDiskFilter(logging.Filter):
         # A full or unwritable run directory makes each of Orbax's save threads log its own traceback of the
-        # same TensorStore error (~500 lines for one failed save); the trainer reports it in one line (exit 5).
+        # same TensorStore error (~500 lines for one failed save), and one of its asyncio write futures may be
+        # collected with the OSError unread (asyncio's "Future exception was never retrieved", timing-dependent);
+        # the trainer reports the failure in one line (exit 5).
         def filter(self, record: logging.LogRecord) -> bool:
             exc = record.exc_info[1] if record.exc_info else None
             return run_dir_os_error(exc) is None and run_dir_os_error(ValueError(record.getMessage())) is None
 
     sys.excepthook, sys.unraisablehook = excepthook, unraisablehook
     logging.getLogger("asyncio").addFilter(_OrbaxTaskFilter())
-    logging.getLogger("absl").addFilter(_FullDiskFilter())
+    for name in ("absl", "asyncio"):
+        logging.getLogger(name).addFilter(_FullDiskFilter())
 
 
 def _split(state: Any) -> tuple[dict[str, Any], dict[str, Any], Any]:

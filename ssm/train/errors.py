@@ -51,8 +51,8 @@ class Preempted(KeyboardInterrupt):
     exit_code = 130
 
 
-def run_dir_os_error(e: BaseException) -> OSError | None:
-    """The "cannot write here" OSError behind ``e``, or None. Orbax writes arrays through TensorStore, whose
+def run_dir_os_error(e: BaseException | None) -> OSError | None:
+    """The "cannot write here" OSError behind ``e`` (None: no exception), or None. Orbax writes arrays through TensorStore, whose
     failures arrive as ``ValueError("RESOURCE_EXHAUSTED: Error writing local file \"F\": ...
     [os_error_code='28']")`` rather than as an OSError; those are read back into one."""
     seen: set[int] = set()
