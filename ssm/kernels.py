@@ -115,17 +115,42 @@ def vandermonde(
     b = jnp.arange(nb, dtype=j.dtype) * T
     if reverse is None:
         inner = jnp.exp(log_z[:, :, None] * j)  # (H, M, T)
-        outer = c[..., :, None, :] * jnp.exp(log_z[:, None, :] * b[:, None])  # (*C, H, nb, M)
+        outer = jnp.exp(log_z[:, None, :] * b[:, None])  # (H, nb, M)
     else:
         j_idx = jnp.where(reverse[:, :, None], (T - 1) - j, j)  # (H, M, T)
         b_idx = jnp.where(reverse[:, None, :], (nb - 1) * T - b[:, None], b[:, None])  # (H, nb, M)
         inner = jnp.exp(log_z[:, :, None] * j_idx)
-        outer = c[..., :, None, :] * jnp.exp(log_z[:, None, :] * b_idx)
+        outer = jnp.exp(log_z[:, None, :] * b_idx)
+    return _two_level_product(c, inner, outer, L)
+
+
+def _two_level_product(
+    c: Complex[Array, "*C H M"], inner: Complex[Array, "H M T"], outer: Complex[Array, "H nb M"], L: int
+) -> Float[Array, "*C H L"]:
+    """``Re Σ_m c_m outer[b, m] inner[m, j]`` at ``l = b·T + j`` (the first ``L``): one real batched matmul."""
+    outer = c[..., :, None, :] * outer  # (*C, H, nb, M)
     # Re(outer @ inner) = Re(outer) Re(inner) - Im(outer) Im(inner), as a single real matmul.
     lhs = jnp.concatenate([outer.real, -outer.imag], axis=-1)  # (*C, H, nb, 2M)
     rhs = jnp.concatenate([inner.real, inner.imag], axis=-2)  # (H, 2M, T)
     K = jnp.matmul(lhs, rhs, precision=jax.lax.Precision.HIGHEST)  # (*C, H, nb, T)
+    nb, T = K.shape[-2:]
     return K.reshape(K.shape[:-2] + (nb * T,))[..., :L]
+
+
+def expm1_powers(d: Complex[Array, "*batch"], n: int) -> Complex[Array, "*batch n"]:
+    """``(1 + d)^k - 1`` for ``k = 0..n-1``, by multiplication (binary doubling), carried as the offset from 1.
+
+    ``P_{[2^i, 2^{i+1})} = P_{[0, 2^i)} · z^{2^i}`` with ``z^{2^{i+1}} = (z^{2^i})²``, written for ``e = z^k - 1`` as
+    ``(1 + e_1)(1 + e_2) - 1 = e_1 + e_2 + e_1 e_2``: every power is a product of at most ``log2 n`` rounded factors,
+    so its relative error is ``O(log2(n) eps)`` whatever the phase ``k arg z`` (``exp(k log z)`` rounds the product
+    ``k log z`` and errs by ``~ k |log z| eps``), and, carried as the offset, a pole ``z = 1 + d`` near 1 keeps the
+    relative accuracy of ``d`` instead of losing it to the rounding of ``1 + d``."""
+    E = jnp.zeros(d.shape + (1,), d.dtype)
+    e = d  # (1 + d)^(2^i) - 1
+    while E.shape[-1] < n:
+        E = jnp.concatenate([E, E + e[..., None] + E * e[..., None]], axis=-1)
+        e = e * (2 + e)
+    return E[..., :n]
 
 
 def diagonal_kernel(
@@ -360,10 +385,19 @@ def dplr_kernel_vandermonde(
     nC = Ct.shape[0]
     cdt = _complex_dtype(A)
     mu = (dt[:, None] / 2 * A).astype(cdt)  # (H, M)
-    log_abar = jnp.log((1 + mu) / (1 - mu))
-    weight = 1 / ((1 - mu) * -jnp.expm1(L * log_abar))  # 1/((1 - μ)(1 - ā^L))
+    # Powers ā^l at l = b·T + j by multiplication (expm1_powers), as offsets from 1 with ā = 1 + 2μ/(1 - μ); ā^L for
+    # the weight from the same products (ā^L = ā^{qT} ā^r), so that Σ_l (ωā)^l and 1 - ā^L stay consistent.
+    T = _block_size(L)
+    nb = -(-L // T)
+    e_inner = expm1_powers(2 * mu / (1 - mu), T + 1)  # (H, M, T + 1): ā^j - 1, j = 0..T
+    e_outer = expm1_powers(e_inner[..., T], nb + 1)  # (H, M, nb + 1): ā^{bT} - 1, b = 0..nb
+    e_inner = e_inner[..., :T]
+    q, r = divmod(L, T)
+    e_L = e_outer[..., q] + e_inner[..., r] + e_outer[..., q] * e_inner[..., r]  # ā^L - 1
+    weight = 1 / ((1 - mu) * -e_L)  # 1/((1 - μ)(1 - ā^L))
     V = _dplr_numerators(Ct, P, B)  # (K, H, M)
-    S = jnp.fft.rfft(2 * vandermonde(V * weight, log_abar, L), axis=-1)  # (K, H, J)
+    s = _two_level_product(V * weight, 1 + e_inner, jnp.swapaxes(1 + e_outer[..., :nb], -1, -2), L)
+    S = jnp.fft.rfft(2 * s, axis=-1)  # (K, H, J)
     J = L // 2 + 1
     b = jnp.asarray(1 + np.exp(-2j * np.pi * np.arange(J) / L), cdt)  # 1 + ω_j, float64 on the host
     half_dt = (dt / 2)[:, None, None]
