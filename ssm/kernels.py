@@ -141,10 +141,12 @@ def expm1_powers(d: Complex[Array, "*batch"], n: int) -> Complex[Array, "*batch 
     """``(1 + d)^k - 1`` for ``k = 0..n-1``, by multiplication (binary doubling), carried as the offset from 1.
 
     ``P_{[2^i, 2^{i+1})} = P_{[0, 2^i)} · z^{2^i}`` with ``z^{2^{i+1}} = (z^{2^i})²``, written for ``e = z^k - 1`` as
-    ``(1 + e_1)(1 + e_2) - 1 = e_1 + e_2 + e_1 e_2``: every power is a product of at most ``log2 n`` rounded factors,
-    so its relative error is ``O(log2(n) eps)`` whatever the phase ``k arg z`` (``exp(k log z)`` rounds the product
-    ``k log z`` and errs by ``~ k |log z| eps``), and, carried as the offset, a pole ``z = 1 + d`` near 1 keeps the
-    relative accuracy of ``d`` instead of losing it to the rounding of ``1 + d``."""
+    ``(1 + e_1)(1 + e_2) - 1 = e_1 + e_2 + e_1 e_2``. Each squaring doubles the relative error of the square before
+    it, so ``z^k`` is still off by ``~ k eps`` (relative), but not by the phase: ``exp(k log z)`` also rounds the
+    product ``k log z`` (``~ k |log z| eps``, up to ``k π eps``). Every power with the same high bits shares the same
+    rounded squares, which keeps the geometric sums built from them consistent (:func:`dplr_kernel_vandermonde`).
+    Carried as the offset, a pole ``z = 1 + d`` near 1 keeps the relative accuracy of ``d`` instead of losing it to
+    the rounding of ``1 + d``."""
     E = jnp.zeros(d.shape + (1,), d.dtype)
     e = d  # (1 + d)^(2^i) - 1
     while E.shape[-1] < n:
@@ -372,10 +374,15 @@ def dplr_kernel_vandermonde(
     then the same rank-``R`` Woodbury correction per frequency and ``irfft``. The ``(H, M, L/2)`` Cauchy
     denominators are never formed.
 
-    Precision: in float32 the powers ``ā^l = e^{l log ā}`` carry ``l`` times the rounding of ``log ā``, so the kernel is
-    that of a system perturbed by about one float32 rounding of ``Λ, Δ`` (a backward error of ~1e-7, as S4D's
-    Vandermonde kernel), but its forward error against the float64 kernel of the same float32 parameters is ~1e-4
-    at ``L = 1024`` (LegS; worse for LegT/FouT) where the Cauchy form's is ~1e-6 (``scripts/bench_precision.py``).
+    Precision: the powers ``ā^l`` are products of rounded squares (:func:`expm1_powers`, offsets from 1 with
+    ``ā = 1 + 2μ/(1 - μ)``), and ``ā^L`` in the weight comes from the same products, so each geometric sum and its
+    ``1 - ā^L`` stay consistent. Taking them as ``e^{l log ā}`` instead cost a float32 forward error (against the
+    float64 kernel of the same float32 parameters) of 7e-5 (LagT) to 3e-3 (FouT) at ``L = 1024``; with the products
+    it is 4e-6 (LegS) to 4e-5 (FouT), against 1e-6 to 1e-5 for the Cauchy form (``scripts/bench_precision.py``).
+    What remains is mostly the float32 rounding of the sequences ``s`` themselves: the exact ``s`` rounded once to
+    float32 and transformed in float64 already errs by 1.6e-6 (LegS) to 2.4e-5 (FouT). The likely mechanism: a
+    rounding of ``s`` spreads over every frequency at the scale of the largest (near-pole) sums, which the Woodbury
+    correction then cancels; per-frequency Cauchy sums err relative to their own size.
     It is the faster path (no per-frequency reciprocals, forward or backward); S4's default stays the Cauchy form.
     """
     lead = Ct.shape[:-2]
