@@ -147,12 +147,19 @@ def expm1_powers(d: Complex[Array, "*batch"], n: int) -> Complex[Array, "*batch 
     rounded squares, which keeps the geometric sums built from them consistent (:func:`dplr_kernel_vandermonde`).
     Carried as the offset, a pole ``z = 1 + d`` near 1 keeps the relative accuracy of ``d`` instead of losing it to
     the rounding of ``1 + d``."""
+    return _expm1_doubling(d, n)[0]
+
+
+def _expm1_doubling(
+    d: Complex[Array, "*batch"], n: int
+) -> tuple[Complex[Array, "*batch n"], Complex[Array, "*batch"], int]:
+    """:func:`expm1_powers` and the last square it formed: ``(E, (1 + d)^m - 1, m)``, ``m`` the power of 2 ``>= n``."""
     E = jnp.zeros(d.shape + (1,), d.dtype)
     e = d  # (1 + d)^(2^i) - 1
     while E.shape[-1] < n:
         E = jnp.concatenate([E, E + e[..., None] + E * e[..., None]], axis=-1)
         e = e * (2 + e)
-    return E[..., :n]
+    return E[..., :n], e, E.shape[-1]
 
 
 def diagonal_kernel(
@@ -396,11 +403,13 @@ def dplr_kernel_vandermonde(
     # the weight from the same products (ā^L = ā^{qT} ā^r), so that Σ_l (ωā)^l and 1 - ā^L stay consistent.
     T = _block_size(L)
     nb = -(-L // T)
-    e_inner = expm1_powers(2 * mu / (1 - mu), T + 1)  # (H, M, T + 1): ā^j - 1, j = 0..T
-    e_outer = expm1_powers(e_inner[..., T], nb + 1)  # (H, M, nb + 1): ā^{bT} - 1, b = 0..nb
-    e_inner = e_inner[..., :T]
+    e_inner, e_T, _ = _expm1_doubling(2 * mu / (1 - mu), T)  # (H, M, T): ā^j - 1; ā^T - 1 (T is a power of 2)
     q, r = divmod(L, T)
-    e_L = e_outer[..., q] + e_inner[..., r] + e_outer[..., q] * e_inner[..., r]  # ā^L - 1
+    e_outer, e_top, top = _expm1_doubling(e_T, nb)  # (H, M, nb): ā^{bT} - 1; ā^{top·T} - 1
+    if q == nb and top != q:  # L = nb·T with nb not a power of 2: one more outer power
+        e_outer, e_top, top = _expm1_doubling(e_T, nb + 1)
+    e_q = e_top if q == top else e_outer[..., q]
+    e_L = e_q if r == 0 else e_q + e_inner[..., r] + e_q * e_inner[..., r]  # ā^L - 1 = ā^{qT} ā^r - 1
     weight = 1 / ((1 - mu) * -e_L)  # 1/((1 - μ)(1 - ā^L))
     V = _dplr_numerators(Ct, P, B)  # (K, H, M)
     s = _two_level_product(V * weight, 1 + e_inner, jnp.swapaxes(1 + e_outer[..., :nb], -1, -2), L)

@@ -20,8 +20,8 @@ call = eqx.filter_jit(lambda m, u: m(u))
 @pytest.mark.parametrize(
     "opts",
     [dict(measure="legs"), dict(measure="lagt", l_max=31), dict(measure="fout"), dict(measure="legt", n_ssm=3),
-     dict(measure="legs", rank=2, bidirectional=True, l_max=15)],
-    ids=["legs", "lagt-odd", "fout", "legt-nssm3", "legs-r2-bidir"],
+     dict(measure="legs", rank=2, bidirectional=True, l_max=15), dict(measure="fout", l_max=48)],
+    ids=["legs", "lagt-odd", "fout", "legt-nssm3", "legs-r2-bidir", "fout-48"],  # 48 = 6 blocks of 8: ā^48 = (ā^8)^6
 )
 def test_layer_equals_dense_matrix_powers(opts):
     opts = {"l_max": 32, **opts}
