@@ -65,8 +65,19 @@ _MODULES: dict = {}
 
 def register(monkeypatch=None, log_dir: str | None = None) -> None:
     """Register ``toy`` and ``toy_nan`` in :data:`ssm.data.DATASETS` (the same module objects every
-    time, so that runs of one structure share their compiled steps)."""
+    time, so that runs of one structure share their compiled steps).
+
+    In the test process the registration goes through ``monkeypatch`` and ends with the test: a toy
+    dataset left in the registry would be seen by later tests (the registry check of
+    ``test_data_validation`` failed after ``test_signals`` that way). Only a process started by a test
+    (no pytest in it) may register for good."""
     from ssm.data import DATASETS
+
+    if monkeypatch is None and "pytest" in sys.modules:
+        raise RuntimeError(
+            "tests/_train_helpers.register: pass the test's monkeypatch fixture (register(monkeypatch)) so that "
+            "the toy datasets leave ssm.data.DATASETS when the test ends"
+        )
 
     if log_dir is not None or not _MODULES:
         _MODULES.update(toy=make_toy_module(log_dir=log_dir), toy_nan=make_toy_module(nan=True))

@@ -2,7 +2,8 @@ import os
 
 # XLA's CPU runtime can deadlock when an FFT runs on its Eigen thread pool (see ssm/train/watchdog.py): a wedged
 # test would hang the suite until CI's time limit, so tests run CPU ops single-threaded (read at backend start-up).
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+if "--xla_cpu_multi_thread_eigen=false" not in os.environ.get("XLA_FLAGS", ""):  # xdist workers inherit it
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
 
 # One on-disk compilation cache for the whole run, this process and every process it starts (preset workers,
 # trainings in subprocesses): the suite compiles the same tiny programs in many tests and processes, and XLA
@@ -43,10 +44,37 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+# pytest-xdist (README's `-n 2`, pyproject's `--dist loadscope`) sends a module's tests to one worker, to run in order
+# as in a single process: its module-scoped fixtures (a trained run, a built model) are built once, and the programs
+# its tests share stay compiled. Two exceptions, by node id (the controller that schedules does not import the tests):
+# tests that are independent runs of their own go to whichever worker is free, one by one (they balance the run's
+# end); and modules that share a session-wide result through the session's temporary directory, which xdist gives
+# each worker its own of, go to the same worker (one training instead of two).
+XDIST_PER_TEST = ("tests/test_presets_train.py::test_preset_trains_two_steps[",)
+XDIST_SAME_WORKER = {"tests/test_notebook.py": "tests/test_inference.py"}  # _inference_helpers.trained_gen_run
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith(XDIST_PER_TEST):
+                return nodeid
+            module = nodeid.split("::", 1)[0]
+            return XDIST_SAME_WORKER.get(module, module)
+
+    return ModuleScheduling(config, log)
+
+
 def pytest_collection_finish(session):
     # The preset runs go to worker processes as soon as the selection is known, so they overlap the other tests.
+    # Under pytest-xdist the suite's workers are the parallelism: each preset test trains in its worker instead.
     mod = sys.modules.get("test_presets_train")
-    if mod is not None and "PYTEST_CURRENT_TEST" not in os.environ:
+    if mod is not None and "PYTEST_CURRENT_TEST" not in os.environ and "PYTEST_XDIST_WORKER" not in os.environ:
         mod.start_selected(session.items)
 
 

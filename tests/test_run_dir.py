@@ -41,11 +41,10 @@ def _events(run_dir):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A finished 8-step run (checkpoints 4 and 8), copied by each test that changes it."""
-    from _train_helpers import register as reg
-
-    reg()
-    d = str(tmp_path_factory.mktemp("rd") / "run")
-    train(_cfg(d), verbose=False)
+    with pytest.MonkeyPatch.context() as mp:  # the toy datasets for this run only (the tests register their own)
+        register(mp)
+        d = str(tmp_path_factory.mktemp("rd") / "run")
+        train(_cfg(d), verbose=False)
     return d
 
 

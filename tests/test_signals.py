@@ -145,7 +145,7 @@ KILL_DURING_BEST = textwrap.dedent(
 )
 
 
-def test_sigkill_during_a_best_save_never_leaves_best_behind(tmp_path):
+def test_sigkill_during_a_best_save_never_leaves_best_behind(tmp_path, monkeypatch):
     from _train_helpers import register, tiny_config
     from ssm.train import train
     from ssm.train.tracker import read_metrics
@@ -160,7 +160,7 @@ def test_sigkill_during_a_best_save_never_leaves_best_behind(tmp_path):
     assert p.returncode == -9, p.stderr[-3000:]
     assert _checkpoints(run_dir, "best") == [8]  # the new best of step 16 was being written
     assert 16 not in _checkpoints(run_dir)  # ... and the latest checkpoint of step 16 comes after it
-    register()
+    register(monkeypatch)
     cfg = tiny_config(run_dir, train=dict(eval_every=8, save_every=8))
     res = train(cfg, verbose=False)
     vals = {e["step"]: e["accuracy"] for e in read_metrics(run_dir) if e["split"] == "val"}
