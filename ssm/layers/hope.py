@@ -122,14 +122,14 @@ def hope_kernel(h: Float[Array, "*batch n"], dt: Float[Array, "*batch"], L: int)
     Power series form: ``Ā = (αI + S)(I + αS)^{-1}`` is a power series in the lower shift ``S``, so every matrix here is
     lower-triangular Toeplitz and products of them are products of power series truncated to ``n`` terms: ``Ā = a(S)``
     with ``a(x) = (α + x)/(1 + αx)`` (first column ``α, (1-α²)(-α)^{i-1}``), ``B̄ = b(S) e₁`` with
-    ``b(x) = (1-α²)/(1 + αx)`` (entries ``(1-α²)(-α)^i``), ``Ā^j B̄`` the first n coefficients of ``b a^j``. ``1 - α²`` is
-    computed as ``4Δ/(1+Δ)²``: written as ``1 - α·α`` (as in :func:`hope_realization`) it loses digits in float32 as
-    ``Δ → 0``.
+    ``b(x) = (1-α²)/(1 + αx)`` (entries ``(1-α²)(-α)^i``), ``Ā^j B̄`` the first n coefficients of ``b a^j``.
+    ``1 - α²`` is computed as ``4Δ/(1+Δ)²``: written as ``1 - α·α`` (as in :func:`hope_realization`) it loses digits in
+    float32 as ``Δ → 0``.
 
-    Two levels, ``k - 1 = bT + j`` with ``T ≈ √L``: ``K = (C̃ Ā^{bT}) · (Ā^j B̄)``. The columns ``Ā^j B̄`` (``j < T``) by
-    doubling: ``[Q, a^{2^s} Q]``, ``a^{2^{s+1}} = a^{2^s} a^{2^s}``. The rows ``C̃ Ā^{bT}`` by doubling too, as columns:
-    a Toeplitz matrix is persymmetric (``J M^T J = M``, ``J`` the reversal), so ``C̃ Ā^{bT}`` reversed is
-    ``Ā^{bT} (J C̃^T)``, and ``J C̃^T = T (J h^T)`` for ``T = (I + αS)^{-1}``. Each doubling step is one product of a
+    Two levels, ``k - 1 = bT + j`` with ``T ≈ √L``: ``K = (C̃ Ā^{bT}) · (Ā^j B̄)``. The columns ``Ā^j B̄``
+    (``j < T``) by doubling: ``[Q, a^{2^s} Q]``, ``a^{2^{s+1}} = a^{2^s} a^{2^s}``. The rows ``C̃ Ā^{bT}`` by doubling
+    too, as columns: a Toeplitz matrix is persymmetric (``J M^T J = M``, ``J`` the reversal), so ``C̃ Ā^{bT}``
+    reversed is ``Ā^{bT} (J C̃^T)``, and ``J C̃^T = (I + αS)^{-1} (J h^T)``. Each doubling step is one product of a
     power series with a block of series (:func:`_series_mul`), ``log2 L`` steps in all, then one batched matmul.
     ``O(n² √L + n L)`` work and ``O(n √L)`` memory per filter.
     """
