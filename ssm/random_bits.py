@@ -70,3 +70,20 @@ def random_octets(key: PRNGKeyArray, n: int) -> UInt8[Array, " n"]:
     y0, y1 = threefry2x32(k[0], k[1], c, c + jnp.uint32(m))
     words = jnp.concatenate([y0, y1])
     return jax.lax.bitcast_convert_type(words, jnp.uint8).reshape(-1)[:n]
+
+
+def drop_threshold(rate: float) -> int:
+    """The byte threshold of a dropout ``rate``: a byte below it drops, so the rate is rounded to a multiple of 1/256
+    (0.1 drops 26/256 = 10.2 %, 0.25 exactly 64/256); at most 255, so that something is always kept."""
+    return min(round(rate * 256), 255)
+
+
+def byte_dropout(x: Array, rate: float, key: PRNGKeyArray, mask_shape: tuple[int, ...] | None = None) -> Array:
+    """Inverted dropout of ``x`` with a mask of :func:`random_octets` bytes compared with :func:`drop_threshold`:
+    kept values are scaled by the exact keep probability ``256 / (256 - threshold)``. ``mask_shape`` (default
+    ``x.shape``) broadcasts against ``x``: ``(1, H)`` shares one mask per channel over time. The mask depends only on
+    ``key`` and its shape."""
+    shape = x.shape if mask_shape is None else tuple(mask_shape)
+    threshold = drop_threshold(rate)
+    keep = random_octets(key, math.prod(shape)).reshape(shape) >= threshold
+    return jnp.where(keep, x * (256 / (256 - threshold)), 0.0).astype(x.dtype)

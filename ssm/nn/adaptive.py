@@ -22,13 +22,8 @@ log-probability of the vocabulary, for accuracy) without the ``(L, V)`` log-prob
 WikiText-103's L = 8192, V = 267,735). The official code gathers the positions of each tail cluster (a
 data-dependent shape, not traceable); here every cluster's normaliser ``logsumexp_w z_w`` is accumulated over blocks
 of ``chunk`` vocabulary rows, the streaming ("online") log-sum-exp of Milakov & Gimelshein 2018, "Online normalizer
-calculation for softmax" (arXiv:1805.02867)::
-
-    m_k = max(m_{k-1}, max_{w in block k} z_w),   s_k = s_{k-1} exp(m_{k-1} - m_k) + sum_{w in block k} exp(z_w - m_k)
-    logsumexp_w z_w = m_K + log s_K
-
-with the block body rematerialised in the backward pass (``jax.checkpoint``), so that no ``(L, n_cluster)`` array is
-stored either: the largest intermediate is ``(L, chunk)``. Exact, not an approximation.
+calculation for softmax" (arXiv:1805.02867), with its gradient written out (:mod:`ssm.nn.logsumexp`), so that no
+``(L, n_cluster)`` array is stored either: the largest intermediate is ``(L, chunk)``. Exact, not an approximation.
 """
 
 from __future__ import annotations
@@ -41,6 +36,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ssm.nn.dropout import dropout as apply_dropout
+from ssm.nn.logsumexp import blocked_stats as _blocked_stats
 
 
 def _normal(key: PRNGKeyArray, shape: tuple[int, ...], std: float, dtype) -> Array:
@@ -263,38 +259,3 @@ class AdaptiveLogSoftmax(eqx.Module):
         """``log p(target_t | h_t)`` for every position (negate and average for the official loss)."""
         return self.scores(h, target, embedding, key=key)[0]
 
-
-def _blocked_stats(
-    x: Float[Array, "L d"], W: Float[Array, "n d"], b: Float[Array, " n"], local: Int[Array, " L"], chunk: int
-) -> tuple[Float[Array, " L"], Float[Array, " L"], Float[Array, " L"]]:
-    """``(logsumexp_w z_w, max_w z_w, z_local)`` of the logits ``z = x Wᵀ + b`` (``z_local`` 0 where ``local`` is
-    -1), over blocks of ``chunk`` rows of ``W`` (the online log-sum-exp, see the module docstring)."""
-    n = W.shape[0]
-    if n <= chunk:
-        z = x @ W.T + b
-        zt = jnp.take_along_axis(z, jnp.clip(local, 0, n - 1)[:, None], axis=1)[:, 0]
-        return jax.nn.logsumexp(z, axis=-1), jnp.max(z, axis=-1), jnp.where(local >= 0, zt, 0.0)
-    n_blocks = -(-n // chunk)
-    pad = n_blocks * chunk - n
-    Wb = jnp.pad(W, ((0, pad), (0, 0))).reshape(n_blocks, chunk, W.shape[1])
-    bb = jnp.pad(b, (0, pad)).reshape(n_blocks, chunk)
-    offsets = jnp.arange(n_blocks) * chunk
-
-    @jax.checkpoint  # recompute the (L, chunk) logits in the backward pass instead of storing all blocks
-    def body(carry, xs):
-        m, s, zt = carry
-        Wk, bk, off = xs
-        valid = off + jnp.arange(chunk) < n
-        z = jnp.where(valid, x @ Wk.T + bk, -jnp.inf)
-        # The running maximum is a shift only (log-sum-exp does not depend on it): no gradient through it.
-        m_new = jax.lax.stop_gradient(jnp.maximum(m, jnp.max(z, axis=-1)))
-        s = s * jnp.exp(m - m_new) + jnp.sum(jnp.exp(z - m_new[:, None]), axis=-1)
-        j = local - off
-        hit = (local >= 0) & (j >= 0) & (j < chunk)
-        zj = jnp.take_along_axis(z, jnp.clip(j, 0, chunk - 1)[:, None], axis=1)[:, 0]
-        return (m_new, s, zt + jnp.where(hit, zj, 0.0)), None
-
-    L = x.shape[0]
-    init = (jnp.full((L,), -jnp.inf, x.dtype), jnp.zeros((L,), x.dtype), jnp.zeros((L,), x.dtype))
-    (m, s, zt), _ = jax.lax.scan(body, init, (Wb, bb, offsets))
-    return m + jnp.log(s), m, zt

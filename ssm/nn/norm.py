@@ -9,15 +9,25 @@ configured SaShiMi (``configs/model/sashimi.yaml``: ``transposed: True``, ``norm
 
 with two scalar parameters ``m`` (init 0) and ``s`` (init 1) and, as there, no ε.
 
+Both have their gradient written out (``jax.custom_vjp``), one fused pass over ``(L, H)`` instead of the transpose of
+the forward's reductions: ``LayerNorm`` shares the residual model's (``ssm.model``); for ``ScalarLayerNorm``, with
+``r = 1/σ``, ``x̂ = (x - μ) r`` and ``ŷ = y / s = x̂ + m r``, the cotangent ``g`` of ``y`` gives::
+
+    ∂x = s r (g - mean(g) - x̂ mean(g ŷ)),    ∂s = Σ g ŷ,    ∂m = s Σ g r
+
+(``∂r/∂x = -r² x̂ / H`` carries the ``m r`` term into ``mean(g ŷ)``).
+
 Both compute their statistics in at least float32 and return the input's dtype (mixed precision, :mod:`ssm.precision`).
 """
 
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from ssm.model import _layer_norm
 from ssm.precision import widen
 
 
@@ -33,10 +43,8 @@ class LayerNorm(eqx.Module):
         self.eps = eps
 
     def __call__(self, x: Float[Array, "*L H"]) -> Float[Array, "*L H"]:
-        z = widen(x)
-        mu = jnp.mean(z, axis=-1, keepdims=True)
-        var = jnp.mean((z - mu) ** 2, axis=-1, keepdims=True)
-        return ((z - mu) / jnp.sqrt(var + self.eps) * self.weight + self.bias).astype(x.dtype)
+        z = widen(x).reshape(-1, x.shape[-1])  # the shared VJP reduces the parameters' gradients over axis 0
+        return _layer_norm(z, self.weight, self.bias, self.eps).reshape(x.shape).astype(x.dtype)
 
 
 class ScalarLayerNorm(eqx.Module):
@@ -50,10 +58,31 @@ class ScalarLayerNorm(eqx.Module):
         self.s = jnp.ones((1,), dtype)
 
     def __call__(self, x: Float[Array, "*L H"]) -> Float[Array, "*L H"]:
-        z = widen(x)
-        mu = jnp.mean(z, axis=-1, keepdims=True)
-        sd = jnp.sqrt(jnp.mean((z - mu) ** 2, axis=-1, keepdims=True))
-        return ((self.s / sd) * (z - mu + self.m)).astype(x.dtype)
+        return _scalar_layer_norm(widen(x), self.m, self.s).astype(x.dtype)
+
+
+def _scalar_layer_norm_fwd(z, m, s):
+    centred = z - jnp.mean(z, axis=-1, keepdims=True)
+    r = jax.lax.rsqrt(jnp.mean(centred * centred, axis=-1, keepdims=True))
+    xhat = centred * r
+    return s * (xhat + m * r), (xhat, r, m, s)
+
+
+def _scalar_layer_norm_bwd(residuals, g):
+    xhat, r, m, s = residuals
+    yhat = xhat + m * r
+    dz = (s * r) * (g - jnp.mean(g, axis=-1, keepdims=True) - xhat * jnp.mean(g * yhat, axis=-1, keepdims=True))
+    return dz, (s * jnp.sum(g * r)).reshape(m.shape), jnp.sum(g * yhat).reshape(s.shape)
+
+
+def _scalar_layer_norm_value(z: Float[Array, "*L H"], m: Float[Array, " 1"], s: Float[Array, " 1"]
+                             ) -> Float[Array, "*L H"]:
+    """``s (z - μ + m) / σ`` over the last axis (the module docstring has its gradient)."""
+    return _scalar_layer_norm_fwd(z, m, s)[0]
+
+
+_scalar_layer_norm = jax.custom_vjp(_scalar_layer_norm_value)
+_scalar_layer_norm.defvjp(_scalar_layer_norm_fwd, _scalar_layer_norm_bwd)
 
 
 class Identity(eqx.Module):
