@@ -104,20 +104,24 @@ def main() -> None:
         "block-identity": (grad_of(block_loss), u, iparams),
         "gelu+glu": (grad_of(gelu_glu_loss), u, w),
     }
-    if "step" in a.only.split(","):
+    for name, scan in (("step", True), ("step-unrolled", False)):
+        if name not in a.only.split(","):
+            continue
         # The preset's whole train step at batch 1 (AdamW included; scripts/bench.py's set-up), at this H/N/form.
         import bench
 
-        over = {"d_model": H, "layer": mcfg.layer}
+        over = {"d_model": H, "layer": mcfg.layer, "scan_layers": scan}
         _, _, _, train_step, tstate, np_batch = bench._model_setup("lra.pathx", batch=1, overrides=over,
                                                                    precision="float32")
-        holder = [tstate]
 
-        def step(_u, _p):
-            holder[0], m = train_step(holder[0], {k_: jnp.asarray(v) for k_, v in np_batch.items()})
-            return m
+        def make_step(train_step=train_step, holder=[tstate], np_batch=np_batch):
+            def step(_u, _p):
+                holder[0], m = train_step(holder[0], {k_: jnp.asarray(v) for k_, v in np_batch.items()})
+                return m
 
-        pieces["step"] = (step, None, None)
+            return step
+
+        pieces[name] = (make_step(), None, None)
     if a.only:
         keep = a.only.split(",")
         pieces = {n: v for n, v in pieces.items() if n in keep}
