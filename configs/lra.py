@@ -59,11 +59,11 @@ PRESETS = {
     # state-spaces/s4 configs/experiment/lra/s4-pathfinder.yaml (n_ssm = H)
     "pathfinder": _s4("pathfinder", n_layers=6, d_model=256, d_state=64, prenorm=True, dropout=0.0, n_ssm=256,
                       batch=64, lr=0.004, warmup=50000, total=500000, epochs=200, seed=3333),
-    # state-spaces/s4 configs/experiment/lra/s4-pathx.yaml (dt_min 1e-4, n_ssm = H). scan_layers: one compiled block
-    # under lax.scan (same parameters from the same key, same outputs; docs/benchmarks.md, compile time of the
-    # 6-layer lra.pathx train step)
+    # state-spaces/s4 configs/experiment/lra/s4-pathx.yaml (dt_min 1e-4, n_ssm = H). Blocks unrolled: under lax.scan
+    # (scan_layers=True: same parameters, same outputs) the step compiles in 5.0 s instead of 7.6-7.9 s but runs
+    # 9-20 % slower (docs/benchmarks.md, "Path-X: where the bidirectional S4 layer's time goes").
     "pathx": _s4("pathx", n_layers=6, d_model=256, d_state=64, prenorm=True, dropout=0.0, n_ssm=256, batch=16,
-                 lr=0.001, warmup=50000, total=500000, epochs=50, seed=3333, dt_min=1e-4, scan_layers=True),
+                 lr=0.001, warmup=50000, total=500000, epochs=50, seed=3333, dt_min=1e-4),
 }  # fmt: skip
 
 
