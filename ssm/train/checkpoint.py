@@ -81,10 +81,21 @@ def _silence_library_noise() -> None:
         if not (noise(u.exc_value) or orbax_coroutine):
             prev_unraisable(u)
 
+    def raised_in_orbax(exc: BaseException | None) -> bool:
+        tb = exc.__traceback__ if exc is not None else None
+        while tb is not None:
+            if "orbax" in tb.tb_frame.f_code.co_filename:
+                return True
+            tb = tb.tb_next
+        return False
+
     class _OrbaxTaskFilter(logging.Filter):
+        # The unread failure may be named in the message (a Task of an Orbax coroutine) or only in the traceback
+        # (a _GatheringFuture of Orbax's reads, whose ValueError for another shape is raised in Orbax's code).
         def filter(self, record: logging.LogRecord) -> bool:
             msg = record.getMessage()
-            return not ("never retrieved" in msg and "orbax" in msg)
+            exc = record.exc_info[1] if record.exc_info else None
+            return not ("never retrieved" in msg and ("orbax" in msg or raised_in_orbax(exc)))
 
     class _FullDiskFilter(logging.Filter):
         # A full or unwritable run directory makes each of Orbax's save threads log its own traceback of the
