@@ -18,7 +18,6 @@ and scanned with the parameters. The model acts on ONE example; batch it with ``
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import equinox as eqx
@@ -34,7 +33,7 @@ from ssm.layers.base import AbstractSSMLayer
 from ssm.precision import cast_floats as _to_dtype
 from ssm.precision import resolve_precision
 from ssm.precision import widen as _wide
-from ssm.random_bits import random_octets
+from ssm.random_bits import byte_dropout
 
 
 def available_layers() -> "_Layers":
@@ -84,11 +83,7 @@ def _dropout(x: Array, rate: float, key: PRNGKeyArray | None, tie: bool) -> Arra
     """
     if key is None or rate == 0.0:
         return x
-    shape = (1, x.shape[-1]) if tie else x.shape
-    octets = random_octets(key, math.prod(shape)).reshape(shape)
-    threshold = min(round(rate * 256), 255)
-    keep = octets >= threshold
-    return jnp.where(keep, x * (256 / (256 - threshold)), 0.0).astype(x.dtype)
+    return byte_dropout(x, rate, key, (1, x.shape[-1]) if tie else None)
 
 
 def _activation(name: str, x: Array) -> Array:
