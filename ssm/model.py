@@ -27,6 +27,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
 from ssm.config import ModelConfig
 from ssm.data.base import DatasetInfo
+from ssm.layer_norm import layer_norm
 from ssm.layer_configs import LAYER_CONFIGS, LayerConfig, layer_config_class
 from ssm.layers.base import AbstractSSMLayer
 # Mixed precision lives in ssm.precision (one policy for every backbone); the short names are this module's.
@@ -94,34 +95,6 @@ def _activation(name: str, x: Array) -> Array:
     return x
 
 
-def _layer_norm_value(x: Float[Array, "L H"], weight: Float[Array, " H"], bias: Float[Array, " H"], eps: float
-                      ) -> Float[Array, "L H"]:
-    """LayerNorm over the channels of every time step, ``w * (x - mean) / sqrt(var + eps) + b``: the arithmetic of
-    ``jax.vmap(eqx.nn.LayerNorm)`` in the same order, with its gradient written out (one pass for the input's, the
-    standard ``dx = r (g w - mean(g w) - x̂ mean(g w x̂))``, ``x̂ = (x - mean) r``, ``r = 1/sqrt(var + eps)``)
-    instead of the transpose of the forward's several reductions."""
-    return _layer_norm_fwd(x, weight, bias, eps)[0]
-
-
-def _layer_norm_fwd(x, weight, bias, eps):
-    mean = jnp.mean(x, axis=-1, keepdims=True)
-    centred = x - mean
-    rstd = jax.lax.rsqrt(jnp.mean(centred * centred, axis=-1, keepdims=True) + eps)
-    xhat = centred * rstd
-    return weight * xhat + bias, (xhat, rstd, weight)
-
-
-def _layer_norm_bwd(eps, residuals, g):
-    xhat, rstd, weight = residuals
-    gw = g * weight
-    dx = rstd * (gw - jnp.mean(gw, axis=-1, keepdims=True) - xhat * jnp.mean(gw * xhat, axis=-1, keepdims=True))
-    return dx, jnp.sum(g * xhat, axis=0), jnp.sum(g, axis=0)
-
-
-_layer_norm = jax.custom_vjp(_layer_norm_value, nondiff_argnums=(3,))
-_layer_norm.defvjp(_layer_norm_fwd, _layer_norm_bwd)
-
-
 class Norm(eqx.Module):
     """LayerNorm per time step, BatchNorm over (batch, time) per channel, or identity."""
 
@@ -141,7 +114,7 @@ class Norm(eqx.Module):
     def __call__(self, x: Array, state: eqx.nn.State) -> tuple[Array, eqx.nn.State]:
         # Statistics in at least float32; the output keeps the input's dtype.
         if self.ln is not None:
-            return _layer_norm(_wide(x), self.ln.weight, self.ln.bias, self.ln.eps).astype(x.dtype), state
+            return layer_norm(_wide(x), self.ln.weight, self.ln.bias, self.ln.eps).astype(x.dtype), state
         if self.bn is not None:
             y, state = _batch_norm(self.bn, _wide(x), state)
             return y.astype(x.dtype), state

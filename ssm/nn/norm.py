@@ -10,8 +10,8 @@ configured SaShiMi (``configs/model/sashimi.yaml``: ``transposed: True``, ``norm
 with two scalar parameters ``m`` (init 0) and ``s`` (init 1) and, as there, no ε.
 
 Both have their gradient written out (``jax.custom_vjp``), one fused pass over ``(L, H)`` instead of the transpose of
-the forward's reductions: ``LayerNorm`` shares the residual model's (``ssm.model``); for ``ScalarLayerNorm``, with
-``r = 1/σ``, ``x̂ = (x - μ) r`` and ``ŷ = y / s = x̂ + m r``, the cotangent ``g`` of ``y`` gives::
+the forward's reductions: ``LayerNorm`` shares the residual model's (:mod:`ssm.layer_norm`); for ``ScalarLayerNorm``,
+with ``r = 1/σ``, ``x̂ = (x - μ) r`` and ``ŷ = y / s = x̂ + m r``, the cotangent ``g`` of ``y`` gives::
 
     ∂x = s r (g - mean(g) - x̂ mean(g ŷ)),    ∂s = Σ g ŷ,    ∂m = s Σ g r
 
@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ssm.model import _layer_norm
+from ssm.layer_norm import layer_norm
 from ssm.precision import widen
 
 
@@ -44,7 +44,7 @@ class LayerNorm(eqx.Module):
 
     def __call__(self, x: Float[Array, "*L H"]) -> Float[Array, "*L H"]:
         z = widen(x).reshape(-1, x.shape[-1])  # the shared VJP reduces the parameters' gradients over axis 0
-        return _layer_norm(z, self.weight, self.bias, self.eps).reshape(x.shape).astype(x.dtype)
+        return layer_norm(z, self.weight, self.bias, self.eps).reshape(x.shape).astype(x.dtype)
 
 
 class ScalarLayerNorm(eqx.Module):
