@@ -257,6 +257,16 @@ def _reciprocal_jvp(primals, tangents):
     return (q_re, q_im), (-(sq_re * dx - sq_im * dy), -(sq_re * dy + sq_im * dx))
 
 
+# Elements H·M·Jb of one block's (H, M, Jb) temporaries that the default block size aims at: value and gradient of
+# the kernel were fastest (within ~5 %) from about 2^19 to 2^20 elements at H 128/256/512, M 32, on a 2-core CPU
+# (docs/benchmarks.md, "S4's Cauchy kernel"); with a fixed 256 frequencies the H 512 kernel ran ~1.5x its best.
+_BLOCK_ELEMENTS = 3 << 18
+
+
+def _auto_block(H: int, M: int) -> int:
+    return max(8, _BLOCK_ELEMENTS // (H * M))
+
+
 def _freq_blocks(J: int, max_block: int) -> tuple[int, int]:
     nb = -(-J // max_block)
     return nb, -(-J // nb)
@@ -355,7 +365,7 @@ def dplr_kernel_from_ctilde(
     Ct: Complex[Array, "*C H M"],
     L: int,
     *,
-    block: int = 256,
+    block: int | None = None,
 ) -> Float[Array, "*C H L"]:
     """Bilinear DPLR kernel from ``C̃ = C_f (I - Ā^L)`` (the S4 parameterization), by Cauchy + Woodbury at the
     ``L``-th roots of unity ``ω_j = e^{-2πij/L}``, ``j = 0..L/2``, then ``irfft``.
@@ -374,7 +384,7 @@ def dplr_kernel_from_ctilde(
     the rounding of the large real terms. With ``sin``/``cos`` rounded once from float64 this halves the float32
     kernel's error for every HiPPO measure (``scripts/bench_precision.py``); what remains is the float32 rounding of
     the near-pole terms before the Woodbury correction cancels them. The sums are evaluated over
-    blocks of at most ``block`` frequencies (:func:`_cauchy_sums`, ``lax.map`` with a hand-written gradient that
+    blocks of at most ``block`` frequencies (default: about ``786432/(H M)``, see ``_BLOCK_ELEMENTS``; :func:`_cauchy_sums`, ``lax.map`` with a hand-written gradient that
     recomputes each block's reciprocals once), so memory is ``O(H M block)`` forward and backward, never
     ``O(H M L)``; the rank-``R`` Woodbury correction, the phase and the ``irfft`` act on the ``O(H K L)`` sums.
     """
@@ -386,7 +396,9 @@ def dplr_kernel_from_ctilde(
     cdt = _complex_dtype(A)
     rdt = jnp.real(jnp.zeros((), cdt)).dtype
     J = L // 2 + 1
-    nb, Jb = _freq_blocks(J, block)
+    if block is not None and block < 1:
+        raise ValueError(f"dplr_kernel_from_ctilde: block must be a positive number of frequencies or None, got {block}.")
+    nb, Jb = _freq_blocks(J, _auto_block(H, M) if block is None else block)
     # a = 1 - ω = 2φ·i sin(θ/2), b = 1 + ω = 2φ·cos(θ/2) with the common phase φ = e^{-iθ/2}: the Cauchy sums are
     # homogeneous of degree -1 in (a, b), so they are evaluated at (i sin, cos) and the phase 1/(2φ) applied at the end.
     s, c = (x[:, None, None, :] for x in _sin_cos(L, nb, Jb, rdt))  # (nb, 1, 1, Jb)

@@ -75,3 +75,19 @@ def test_cauchy_kernel_value_and_gradient_match_dense_solve(R, nC, L, block):
         scale = float(jnp.max(jnp.abs(ref_grad[k])))
         assert scale > 1e-3, k  # every parameter matters, so a zero gradient cannot pass
         np.testing.assert_allclose(grad[k], ref_grad[k], rtol=0, atol=1e-12 * scale, err_msg=k)
+
+
+def test_s4_layer_block_option():
+    import ssm
+
+    H, N, L = 3, 8, 40
+    auto = ssm.S4(d_model=H, d_state=N, l_max=L, key=jax.random.key(0))
+    fixed = ssm.S4(d_model=H, d_state=N, l_max=L, block=5, key=jax.random.key(0))
+    assert auto.block is None and fixed.block == 5
+    np.testing.assert_allclose(fixed.kernel(L), auto.kernel(L), rtol=0, atol=1e-12)
+    # the explicit value is the one used: 21 frequencies in 5 blocks of 5 (H·M·Jb temporaries of shape (3, 4, 5))
+    jaxpr = str(jax.make_jaxpr(lambda layer: layer.kernel(L))(fixed))
+    assert "f64[3,4,5]" in jaxpr and "f64[3,4,21]" not in jaxpr
+    assert "f64[3,4,21]" in str(jax.make_jaxpr(lambda layer: layer.kernel(L))(auto))
+    with pytest.raises(ValueError, match="block must be a positive"):
+        ssm.S4(d_model=H, d_state=N, block=0, key=jax.random.key(0))
