@@ -13,7 +13,7 @@ Conventions (after state-spaces/s4 src/models/sequence/kernels/, ag1988/dss, lin
 
 Memory: no function materializes an ``(H, M, L)`` tensor. The diagonal kernel factors ``z^l`` with ``l = b·T + j`` into
 two small Vandermonde matrices (``(H, L/T, M)`` and ``(H, M, T)``, ``T ≈ √L``) and contracts them with one real
-batched matmul; the DPLR kernel evaluates its Cauchy sums over blocks of frequencies under ``jax.checkpoint``.
+batched matmul; the DPLR kernel evaluates its Cauchy sums over blocks of frequencies, forward and backward (custom VJP).
 """
 
 from __future__ import annotations
@@ -257,9 +257,90 @@ def _reciprocal_jvp(primals, tangents):
     return (q_re, q_im), (-(sq_re * dx - sq_im * dy), -(sq_re * dy + sq_im * dx))
 
 
+# Elements H·M·Jb of one block's (H, M, Jb) temporaries that the default block size aims at: value and gradient of
+# the kernel were fastest (within ~5 %) from about 2^19 to 2^20 elements at H 128/256/512, M 32, on a 2-core CPU
+# (docs/benchmarks.md, "S4's Cauchy kernel"); with a fixed 256 frequencies the H 512 kernel ran ~1.5x its best.
+_BLOCK_ELEMENTS = 3 << 18
+
+
+def _auto_block(H: int, M: int) -> int:
+    return max(8, _BLOCK_ELEMENTS // (H * M))
+
+
 def _freq_blocks(J: int, max_block: int) -> tuple[int, int]:
     nb = -(-J // max_block)
     return nb, -(-J // nb)
+
+
+def _sin_cos(L: int, nb: int, Jb: int, dtype) -> tuple[Float[Array, "nb Jb"], Float[Array, "nb Jb"]]:
+    """``sin(θ_j/2)``, ``cos(θ_j/2)`` at ``θ_j = 2πj/L``, ``j < nb·Jb``, in blocks: float64 on the host, rounded once."""
+    half_theta = (np.pi / L * np.arange(nb * Jb)).reshape(nb, Jb)
+    return jnp.asarray(np.sin(half_theta), dtype), jnp.asarray(np.cos(half_theta), dtype)
+
+
+def _cauchy_block_q(
+    mu_re: Float[Array, "H M 1"], mu_sq: Float[Array, "H M 1"], s: Float[Array, " Jb"], c: Float[Array, " Jb"]
+) -> tuple[Float[Array, "H M Jb"], Float[Array, "H M Jb"]]:
+    """``1/E`` with ``E = c²|μ|² - s² - 2i sc Re μ`` (:func:`dplr_kernel_from_ctilde`), real and imaginary parts."""
+    return _reciprocal((c * c) * mu_sq - s * s, (-2 * s * c) * mu_re)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def _cauchy_sums(
+    G: Float[Array, "H K2 M"], mu_re: Float[Array, "H M 1"], mu_sq: Float[Array, "H M 1"], L: int, nb: int, Jb: int
+) -> tuple[Float[Array, "nb H K2 Jb"], Float[Array, "nb H K2 Jb"]]:
+    """``T_j = Σ_m G_m / E_m(θ_j)`` (real and imaginary parts) at the ``nb·Jb`` frequencies ``θ_j = 2πj/L``, in
+    ``nb`` blocks of ``Jb`` (``lax.map``): memory ``O(H M Jb)``.
+
+    Gradient (custom VJP): per block, ``1/E`` is recomputed once and ``dG = Σ_j T̄_j (1/E_j)^T``,
+    ``d(1/E) = G^T T̄`` are two matmuls; through ``d(1/E) = -(1/E)² dE`` (:func:`_reciprocal`) the cotangent of ``E``
+    reduces over the block's frequencies to those of ``|μ|²`` (``Σ_j c_j² Ē_re``) and ``Re μ``
+    (``Σ_j -2 s_j c_j Ē_im``), again matmuls. Nothing of size ``(H, M, Jb)`` outlives its block, and the forward
+    matmul is not recomputed (JAX's gradient through ``jax.checkpoint`` recomputed the whole block).
+    """
+    return _cauchy_sums_fwd(G, mu_re, mu_sq, L, nb, Jb)[0]
+
+
+def _cauchy_sums_fwd(G, mu_re, mu_sq, L, nb, Jb):
+    s, c = _sin_cos(L, nb, Jb, G.dtype)
+
+    def block(sc):
+        q_re, q_im = _cauchy_block_q(mu_re, mu_sq, *sc)
+        return jnp.matmul(G, q_re, precision=_HIGHEST), jnp.matmul(G, q_im, precision=_HIGHEST)
+
+    T = jax.tree.map(lambda x: x[None], block((s[0], c[0]))) if nb == 1 else jax.lax.map(block, (s, c))
+    return T, (G, mu_re, mu_sq)
+
+
+def _cauchy_sums_bwd(L, nb, Jb, res, dT):
+    G, mu_re, mu_sq = res
+    s, c = _sin_cos(L, nb, Jb, G.dtype)
+    Gt = jnp.swapaxes(G, -1, -2)  # (H, M, K2)
+
+    def block(args):
+        s, c, dT_re, dT_im = args
+        q_re, q_im = _cauchy_block_q(mu_re, mu_sq, s, c)
+        dG = jnp.matmul(dT_re, jnp.swapaxes(q_re, -1, -2), precision=_HIGHEST) + jnp.matmul(
+            dT_im, jnp.swapaxes(q_im, -1, -2), precision=_HIGHEST
+        )
+        g_re = jnp.matmul(Gt, dT_re, precision=_HIGHEST)  # cotangent of 1/E, (H, M, Jb)
+        g_im = jnp.matmul(Gt, dT_im, precision=_HIGHEST)
+        # d(1/E) = -w dE with w = (1/E)²: the transpose of that complex multiply, in real arithmetic.
+        w_re, w_im = q_re * q_re - q_im * q_im, 2 * q_re * q_im
+        e_re = -(g_re * w_re + g_im * w_im)
+        e_im = g_re * w_im - g_im * w_re
+        d_sq = jnp.matmul(e_re, c * c, precision=_HIGHEST)  # E_re = c²|μ|² - s²
+        d_re = jnp.matmul(e_im, -2 * s * c, precision=_HIGHEST)  # E_im = -2sc Re μ
+        return dG, d_re, d_sq
+
+    if nb == 1:
+        dG, d_re, d_sq = block((s[0], c[0], dT[0][0], dT[1][0]))
+    else:
+        dG, d_re, d_sq = jax.tree.map(lambda x: jnp.sum(x, axis=0), jax.lax.map(block, (s, c) + tuple(dT)))
+    return dG, d_re[..., None], d_sq[..., None]
+
+
+_cauchy_sums.defvjp(_cauchy_sums_fwd, _cauchy_sums_bwd)
 
 
 def _dplr_numerators(
@@ -284,7 +365,7 @@ def dplr_kernel_from_ctilde(
     Ct: Complex[Array, "*C H M"],
     L: int,
     *,
-    block: int = 256,
+    block: int | None = None,
 ) -> Float[Array, "*C H L"]:
     """Bilinear DPLR kernel from ``C̃ = C_f (I - Ā^L)`` (the S4 parameterization), by Cauchy + Woodbury at the
     ``L``-th roots of unity ``ω_j = e^{-2πij/L}``, ``j = 0..L/2``, then ``irfft``.
@@ -302,9 +383,10 @@ def dplr_kernel_from_ctilde(
     zero and its size is the tiny imaginary part ``∝ Re μ``, which a complex product with ``e^{-iθ}`` would swamp with
     the rounding of the large real terms. With ``sin``/``cos`` rounded once from float64 this halves the float32
     kernel's error for every HiPPO measure (``scripts/bench_precision.py``); what remains is the float32 rounding of
-    the near-pole terms before the Woodbury correction cancels them. Frequencies are processed in
-    blocks of at most ``block`` (``lax.map`` under ``jax.checkpoint``), so memory is ``O(H M block)`` forward and
-    backward, never ``O(H M L)``.
+    the near-pole terms before the Woodbury correction cancels them. The sums are evaluated over
+    blocks of at most ``block`` frequencies (default: about ``786432/(H M)``, see ``_BLOCK_ELEMENTS``; :func:`_cauchy_sums`, ``lax.map`` with a hand-written gradient that
+    recomputes each block's reciprocals once), so memory is ``O(H M block)`` forward and backward, never
+    ``O(H M L)``; the rank-``R`` Woodbury correction, the phase and the ``irfft`` act on the ``O(H K L)`` sums.
     """
     lead = Ct.shape[:-2]
     H, M = A.shape
@@ -314,50 +396,35 @@ def dplr_kernel_from_ctilde(
     cdt = _complex_dtype(A)
     rdt = jnp.real(jnp.zeros((), cdt)).dtype
     J = L // 2 + 1
-    nb, Jb = _freq_blocks(J, block)
+    if block is not None and block < 1:
+        raise ValueError(f"dplr_kernel_from_ctilde: block must be a positive number of frequencies or None, got {block}.")
+    nb, Jb = _freq_blocks(J, _auto_block(H, M) if block is None else block)
     # a = 1 - ω = 2φ·i sin(θ/2), b = 1 + ω = 2φ·cos(θ/2) with the common phase φ = e^{-iθ/2}: the Cauchy sums are
-    # homogeneous of degree -1 in (a, b), so they are evaluated at (i sin, cos) and the phase 1/(2φ) applied at the end
-    # (outside the blocks: inside the checkpointed lax.map it made the kernel 3-4x slower on CPU).
-    half_theta = np.pi / L * np.arange(nb * Jb)  # float64 on the host, each value rounded once
-    sin, cos = jnp.asarray(np.sin(half_theta), cdt), jnp.asarray(np.cos(half_theta), cdt)
-    sc = (jnp.reshape(sin.real, (nb, Jb)), jnp.reshape(cos.real, (nb, Jb)))
-    phase = ((cos + 1j * sin) / 2)[:J]
+    # homogeneous of degree -1 in (a, b), so they are evaluated at (i sin, cos) and the phase 1/(2φ) applied at the end.
+    s, c = (x[:, None, None, :] for x in _sin_cos(L, nb, Jb, rdt))  # (nb, 1, 1, Jb)
+    half_theta = np.pi / L * np.arange(J)
+    phase = jnp.asarray((np.cos(half_theta) + 1j * np.sin(half_theta)) / 2, cdt)
     half_dt = dt / 2
     mu = (half_dt[:, None] * A).astype(cdt)  # (H, M)
     V = _dplr_numerators(Ct, P, B).transpose(1, 0, 2)  # (H, K, M)
     nK = V.shape[1]
+    # Pair each mode with its conjugate over one denominator:
+    # v/(a - bμ) + conj(v)/(a - b conj μ) = (2Re(v)·a - 2Re(v conj μ)·b) / E,  E = a² - 2ab Re μ + b²|μ|²,
+    # with a = i s, b = c: Re E = c²|μ|² - s², Im E = -2sc Re μ, in real arithmetic (_cauchy_sums).
     G = jnp.concatenate([2 * V.real, 2 * (V * jnp.conj(mu)[:, None, :]).real], axis=1)  # (H, 2K, M) real
     mu_re, mu_sq = mu.real[:, :, None], (mu.real**2 + mu.imag**2)[:, :, None]
-
-    def block_fn(sc: tuple[Float[Array, " Jb"], Float[Array, " Jb"]]) -> Complex[Array, "nC H Jb"]:
-        s, c = sc
-        a, b = 1j * s, c
-        # Pair each mode with its conjugate over one denominator:
-        # v/(a - bμ) + conj(v)/(a - b conj μ) = (2Re(v)·a - 2Re(v conj μ)·b) / E,  E = a² - 2ab Re μ + b²|μ|²,
-        # with a = i s, b = c: Re E = c²|μ|² - s², Im E = -2sc Re μ, in real arithmetic.
-        e_re = (c * c) * mu_sq - s * s  # (H, M, Jb)
-        e_im = (-2 * s * c) * mu_re
-        q_re, q_im = _reciprocal(e_re, e_im)
-        T = jnp.matmul(G, q_re, precision=_HIGHEST) + 1j * jnp.matmul(G, q_im, precision=_HIGHEST)
-        S = a * T[:, :nK] - b * T[:, nK:]
-        k00 = S[:, :nC]  # (H, nC, Jb)
-        k01 = S[:, nC : nC + nC * R].reshape(H, nC, R, -1)
-        k10 = S[:, nC + nC * R : nC + nC * R + R]  # (H, R, Jb)
-        k11 = S[:, nC + nC * R + R :].reshape(H, R, R, -1)
-        # Move frequency to a batch axis: woodbury works on trailing (R,) / (R, R).
-        k00 = k00.transpose(1, 0, 2)  # (nC, H, Jb)
-        k01 = half_dt[:, None, None] * b[:, None] * k01.transpose(1, 0, 3, 2)  # (nC, H, Jb, R)
-        k10 = k10.transpose(0, 2, 1)[None]  # (1, H, Jb, R)
-        k11 = half_dt[:, None, None, None] * b[:, None, None] * k11.transpose(0, 3, 1, 2)[None]  # (1, H, Jb, R, R)
-        return woodbury(k00, k01, jnp.broadcast_to(k10, k01.shape), jnp.broadcast_to(k11, k01.shape + (R,)))
-
-    if nb == 1:
-        khat = block_fn((sc[0][0], sc[1][0]))
-    else:
-        # Under grad, checkpointing each block keeps only its inputs: the (H, M, Jb) temporaries are recomputed.
-        khat = jax.lax.map(jax.checkpoint(block_fn), sc)  # (nb, nC, H, Jb)
-        khat = jnp.moveaxis(khat, 0, -2).reshape(nC, H, nb * Jb)
-    khat = khat[..., :J] * (dt[:, None] * phase)
+    T_re, T_im = _cauchy_sums(G, mu_re, mu_sq, L, nb, Jb)  # (nb, H, 2K, Jb)
+    # S = a T[:K] - b T[K:] with a = i s, b = c
+    S = (-s * T_im[:, :, :nK] - c * T_re[:, :, nK:]) + 1j * (s * T_re[:, :, :nK] - c * T_im[:, :, nK:])
+    hb = half_dt[:, None, None] * c  # (nb, H, 1, Jb): (Δ/2) b
+    k00 = S[:, :, :nC]  # (nb, H, nC, Jb)
+    k01 = hb[:, :, :, None] * S[:, :, nC : nC + nC * R].reshape(nb, H, nC, R, Jb)
+    k10 = S[:, :, nC + nC * R : nC + nC * R + R][:, :, None]  # (nb, H, 1, R, Jb)
+    k11 = hb[:, :, :, None, None] * S[:, :, nC + nC * R + R :].reshape(nb, H, 1, R, R, Jb)
+    # woodbury works on trailing (R,) / (R, R): with R = 1 these moves are of a unit axis.
+    k01, k10, k11 = jnp.moveaxis(k01, 3, -1), jnp.moveaxis(k10, 3, -1), jnp.moveaxis(k11, (3, 4), (-2, -1))
+    khat = woodbury(k00, k01, jnp.broadcast_to(k10, k01.shape), jnp.broadcast_to(k11, k01.shape + (R,)))
+    khat = jnp.transpose(khat, (2, 1, 0, 3)).reshape(nC, H, nb * Jb)[..., :J] * (dt[:, None] * phase)
     K = jnp.fft.irfft(khat, n=L, axis=-1)
     return K.reshape(lead + (H, L))
 

@@ -251,7 +251,8 @@ def test_dplr_ctilde_blocks_doubling_and_inverse():
     L = 50
     Ct = ctilde(dt, A, P, B, C, L)
     ref = dplr_kernel(dt, A, P, B, C, L)
-    for block in (7,):  # frequency blocks (lax.map path, 4 blocks of 7 for 26 frequencies) give the same kernel
+    # frequency blocks (lax.map path, 4 blocks of 7 for 26 frequencies) and the default (one block at this H·M)
+    for block in (7, None):
         np.testing.assert_allclose(from_ctilde(dt, A, P, B, Ct, L, block=block), ref, atol=1e-12)
     np.testing.assert_allclose(ctilde_inverse(dt, A, P, B, Ct, L), C, atol=1e-11)
     # length doubling: C̃_{2L} = C̃_L (I + Ā^L), with dense Ā from numpy
@@ -285,6 +286,17 @@ def test_ctilde_double_and_recurrence_constants():
     for h in range(A.shape[0]):
         Ab, Bb = discretize_dense(float(dt[h]), Am[h], full(np.asarray(B)[h]), "bilinear")
         np.testing.assert_allclose(x_new[h], (Ab @ full(x[h]) + Bb * u[h])[: A.shape[1]], atol=1e-12)
+
+
+def test_dplr_default_block_follows_working_set_and_rejects_bad_block():
+    # the default keeps a block's (H, M, Jb) temporaries near _BLOCK_ELEMENTS, whatever H·M
+    for H, M in ((128, 32), (512, 32), (64, 32), (4096, 512)):
+        Jb = kernels._auto_block(H, M)
+        assert Jb >= 8 and (H * M * Jb <= kernels._BLOCK_ELEMENTS or Jb == 8)
+        assert Jb == 8 or H * M * (Jb + 1) > kernels._BLOCK_ELEMENTS
+    dt, A, P, B, C = map(jnp.asarray, rand_system())
+    with pytest.raises(ValueError, match="block must be a positive"):
+        kernels.dplr_kernel_from_ctilde(dt, A, P, B, C, 8, block=0)
 
 
 def test_dplr_with_zero_low_rank_equals_diagonal_bilinear():

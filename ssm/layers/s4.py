@@ -78,7 +78,8 @@ class S4(AbstractConvSSMLayer):
     module docstring), so ``l_max`` only decides the parameterization and the cost: the kernel is computed at
     ``ceil(l_max/rate)`` points however short the input; ``disc``: only ``"bilinear"`` (ZOH of a DPLR matrix has no
     Cauchy form; use S4D for ZOH); ``bidirectional``; ``dt_min``/``dt_max``; ``b_clip`` (2.0, official: Im B̃ clipped
-    at init; ``None`` for the exact NPLR B); ``kernel_form``: ``"cauchy"`` (default: Cauchy + Woodbury frequency by
+    at init; ``None`` for the exact NPLR B); ``block``: frequencies per block of the Cauchy form (memory
+    ``O(H M block)``; default ``None``: chosen from ``H·M``, :func:`ssm.kernels.dplr_kernel_from_ctilde`); ``kernel_form``: ``"cauchy"`` (default: Cauchy + Woodbury frequency by
     frequency, :func:`ssm.kernels.dplr_kernel_from_ctilde`) or ``"vandermonde"`` (the same kernel from real FFTs of
     Vandermonde sequences, :func:`ssm.kernels.dplr_kernel_vandermonde`: about 0.7x the kernel's time on CPU, float32
     layer error 2-7x the Cauchy form's, e.g. 2.5e-6 (LegS) to 2.5e-5 (FouT) instead of 7e-7 to 8e-6 against the
@@ -100,7 +101,7 @@ class S4(AbstractConvSSMLayer):
     l_max: int = eqx.field(static=True)
     disc: str = eqx.field(static=True)
     bidirectional: bool = eqx.field(static=True)
-    block: int = eqx.field(static=True)
+    block: int | None = eqx.field(static=True)
     kernel_form: str = eqx.field(static=True)
     log_dt: Float[Array, " H"]
     log_A_re: Float[Array, "S M"]
@@ -128,7 +129,7 @@ class S4(AbstractConvSSMLayer):
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
         b_clip: float | None = 2.0,
-        block: int = 256,
+        block: int | None = None,
         kernel_form: str = "cauchy",
         dtype: Any = None,
     ):
@@ -143,6 +144,8 @@ class S4(AbstractConvSSMLayer):
             raise ValueError(f"n_ssm must divide d_model; got n_ssm={n_ssm}, d_model={d_model}.")
         if kernel_form not in KERNEL_FORMS:
             raise ValueError(f"kernel_form must be one of {KERNEL_FORMS}, got {kernel_form!r}.")
+        if block is not None and (not isinstance(block, int) or block < 1):
+            raise ValueError(f"S4: block must be a positive number of frequencies or None (chosen from H·M), got {block!r}.")
         if l_max < 1:
             raise ValueError(f"l_max must be a positive sequence length, got {l_max}.")
         rank = (2 if measure == "legt" else 1) if rank is None else rank
