@@ -25,6 +25,7 @@ from typing import Union
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental.layout import Layout, with_layout_constraint
 from jaxtyping import Array, Bool, Complex, Float, Inexact
 
 DISCS = ("zoh", "bilinear", "dss_exp", "dss_softmax")
@@ -654,6 +655,21 @@ def dplr_kernel(
 # FFT convolution
 
 
+_ROW_MAJOR = Layout(major_to_minor=(0, 1))
+
+
+def _materialized(y: Float[Array, "L H"]) -> Float[Array, "L H"]:
+    """``y`` unchanged, but written out once in its ordinary row-major layout.
+
+    The constraint names ``y``'s default layout, so it changes no value and no layout; what it does is stop XLA from
+    fusing the transpose that produced ``y`` into ``y``'s consumers. Without it XLA:CPU copies the ``(H, 2L) -> (L, H)``
+    slice-and-transpose into every elementwise fusion that reads ``y`` (the activation after the layer and its
+    gradient: four of them in a GELU layer's forward+backward), each one a strided read; with it the transpose runs
+    once as its own copy and the consumers read contiguous memory (docs/benchmarks.md, "The convolution's layout").
+    """
+    return with_layout_constraint(y, _ROW_MAJOR)
+
+
 def fft_conv(
     u: Float[Array, "L H"], k: Float[Array, "H Lk"] | Float[Array, "2 H Lk"], D: Float[Array, " H"] | None = None
 ) -> Float[Array, "L H"]:
@@ -681,7 +697,7 @@ def fft_conv(
         kf = jnp.fft.rfft(k, n=n, axis=-1)
     # FFTs along the contiguous last axis of (H, L) are much faster than along axis 0 of (L, H).
     uf = jnp.fft.rfft(u.T, n=n, axis=-1)
-    y = jnp.fft.irfft(uf * kf, n=n, axis=-1)[:, :L].T
+    y = _materialized(jnp.fft.irfft(uf * kf, n=n, axis=-1)[:, :L].T)
     if D is not None:
         y = y + u * D
     return y.astype(u.dtype)

@@ -89,10 +89,12 @@ def hope_realization(
     col = jnp.cumprod(jnp.concatenate([jnp.ones_like(alpha)[..., None],
                                        jnp.broadcast_to(-alpha[..., None], alpha.shape + (n - 1,))], -1), -1)
     T = _lower_toeplitz(col)  # (*batch, n, n)
-    ST = jnp.concatenate([jnp.zeros_like(T[..., :1, :]), T[..., :-1, :]], axis=-2)  # S T
-    Ab = alpha[..., None, None] * T + ST
-    Bb = -alpha[..., None] * Ab[..., :, 0]
-    Bb = Bb.at[..., 0].add(1.0)
+    # Ā = (αI + S)T and B̄ = (I - αĀ)e₁ in closed form (first column of Ā: α, (1-α²)(-α)^{i-1}; B̄_i = (1-α²)(-α)^i),
+    # with 1 - α² = 4Δ/(1+Δ)² as in hope_kernel: formed as αT + ST and e₁ - αĀe₁, every entry below the diagonal is
+    # a difference of two numbers near 1 when Δ → 0, and loses digits in float32.
+    g = 4 * dt / (1 + dt) ** 2
+    Ab = _lower_toeplitz(jnp.concatenate([alpha[..., None], g[..., None] * col[..., :-1]], axis=-1))
+    Bb = g[..., None] * col
     C = jnp.einsum("...j,...jk->...k", h, T)
     Dt = jnp.sum(h * col * -alpha[..., None], axis=-1)  # Σ_j h_j (-α)^j
     return Ab, Bb, C, Dt
@@ -123,7 +125,7 @@ def hope_kernel(h: Float[Array, "*batch n"], dt: Float[Array, "*batch"], L: int)
     lower-triangular Toeplitz and products of them are products of power series truncated to ``n`` terms: ``Ā = a(S)``
     with ``a(x) = (α + x)/(1 + αx)`` (first column ``α, (1-α²)(-α)^{i-1}``), ``B̄ = b(S) e₁`` with
     ``b(x) = (1-α²)/(1 + αx)`` (entries ``(1-α²)(-α)^i``), ``Ā^j B̄`` the first n coefficients of ``b a^j``.
-    ``1 - α²`` is computed as ``4Δ/(1+Δ)²``: written as ``1 - α·α`` (as in :func:`hope_realization`) it loses digits in
+    ``1 - α²`` is computed as ``4Δ/(1+Δ)²`` (as in :func:`hope_realization`): written as ``1 - α·α`` it loses digits in
     float32 as ``Δ → 0``.
 
     Two levels, ``k - 1 = bT + j`` with ``T ≈ √L``: ``K = (C̃ Ā^{bT}) · (Ā^j B̄)``. The columns ``Ā^j B̄``
