@@ -260,7 +260,8 @@ def _reciprocal_jvp(primals, tangents):
 
 # Elements H·M·Jb of one block's (H, M, Jb) temporaries that the default block size aims at: value and gradient of
 # the kernel were fastest (within ~5 %) from about 2^19 to 2^20 elements at H 128/256/512, M 32, on a 2-core CPU
-# (docs/benchmarks.md, "S4's Cauchy kernel"); with a fixed 256 frequencies the H 512 kernel ran ~1.5x its best.
+# (docs/benchmarks.md, "S4's Cauchy kernel"); the old fixed 256 cost 1.27x the best at H 512, L 1024 (3 blocks of
+# 171 frequencies), and one block of all 513 frequencies 1.8x.
 _BLOCK_ELEMENTS = 3 << 18
 
 
@@ -385,9 +386,10 @@ def dplr_kernel_from_ctilde(
     the rounding of the large real terms. With ``sin``/``cos`` rounded once from float64 this halves the float32
     kernel's error for every HiPPO measure (``scripts/bench_precision.py``); what remains is the float32 rounding of
     the near-pole terms before the Woodbury correction cancels them. The sums are evaluated over
-    blocks of at most ``block`` frequencies (default: about ``786432/(H M)``, see ``_BLOCK_ELEMENTS``; :func:`_cauchy_sums`, ``lax.map`` with a hand-written gradient that
-    recomputes each block's reciprocals once), so memory is ``O(H M block)`` forward and backward, never
-    ``O(H M L)``; the rank-``R`` Woodbury correction, the phase and the ``irfft`` act on the ``O(H K L)`` sums.
+    blocks of at most ``block`` frequencies (default ``None``: about ``786432/(H M)``, ``_BLOCK_ELEMENTS``) by
+    :func:`_cauchy_sums` (``lax.map`` with a hand-written gradient that recomputes each block's reciprocals once), so
+    memory is ``O(H M block)`` forward and backward, never ``O(H M L)``; the rank-``R`` Woodbury correction, the phase
+    and the ``irfft`` act on the ``O(H K L)`` sums.
     """
     lead = Ct.shape[:-2]
     H, M = A.shape

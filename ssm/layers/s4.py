@@ -79,11 +79,12 @@ class S4(AbstractConvSSMLayer):
     ``ceil(l_max/rate)`` points however short the input; ``disc``: only ``"bilinear"`` (ZOH of a DPLR matrix has no
     Cauchy form; use S4D for ZOH); ``bidirectional``; ``dt_min``/``dt_max``; ``b_clip`` (2.0, official: Im B̃ clipped
     at init; ``None`` for the exact NPLR B); ``block``: frequencies per block of the Cauchy form (memory
-    ``O(H M block)``; default ``None``: chosen from ``H·M``, :func:`ssm.kernels.dplr_kernel_from_ctilde`); ``kernel_form``: ``"cauchy"`` (default: Cauchy + Woodbury frequency by
-    frequency, :func:`ssm.kernels.dplr_kernel_from_ctilde`) or ``"vandermonde"`` (the same kernel from real FFTs of
-    Vandermonde sequences, :func:`ssm.kernels.dplr_kernel_vandermonde`: about 0.7x the kernel's time on CPU, float32
-    layer error 2-7x the Cauchy form's, e.g. 2.5e-6 (LegS) to 2.5e-5 (FouT) instead of 7e-7 to 8e-6 against the
-    float64 layer at H 4, N 64, L 1024); ``dtype`` of the parameters (default: JAX's default float).
+    ``O(H M block)``; default ``None``: chosen from ``H·M``, :func:`ssm.kernels.dplr_kernel_from_ctilde`);
+    ``kernel_form``: ``"cauchy"`` (default: Cauchy + Woodbury frequency by frequency,
+    :func:`ssm.kernels.dplr_kernel_from_ctilde`) or ``"vandermonde"`` (the same kernel from real FFTs of Vandermonde
+    sequences, :func:`ssm.kernels.dplr_kernel_vandermonde`: since the Cauchy form's hand-written gradient the layer
+    costs about the same on CPU (docs/benchmarks.md), float32 layer error 2-7x the Cauchy form's, e.g. 2.5e-6
+    (LegS) to 2.5e-5 (FouT) instead of 7e-7 to 8e-6 against the float64 layer at H 4, N 64, L 1024); ``dtype`` of the parameters (default: JAX's default float).
 
     Parameters: ``log_dt (H,)``; ``log_A_re, A_im (n_ssm, M)`` (``Λ = -exp(log_A_re) + i A_im``); ``P_re, P_im
     (R, n_ssm, M)``; ``B_re, B_im (n_ssm, M)``; ``C_re, C_im (d, H, M)`` = ``C̃`` (``d = 2`` if bidirectional);
