@@ -666,6 +666,15 @@ def format_generation_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _calls_median(v: dict, key: str) -> str:
+    """Median of ``key`` over a component's calls (``bench_floor.timed_call``), or ``-`` where not recorded (older
+    results, no ``/proc/stat``)."""
+    xs = [x.get(key) for x in v.get("calls", [])]
+    if not xs or any(x is None for x in xs):
+        return "-"
+    return f"{statistics.median(xs):.0f}"
+
+
 def format_step_table(r: dict) -> str:
     """One preset's step against its floor: every component, the ratios, the compile times, the load, the
     commit and the command."""
@@ -684,13 +693,22 @@ def format_step_table(r: dict) -> str:
     ]
     if r.get("command"):
         lines.append(f"  command: {r['command']}")
-    head = f"  {'component':<28} {'median ms':>10} {'min ms':>9} {'cpu ms':>9} {'compile s':>10} {'x floor':>8}"
+    head = (f"  {'component':<28} {'median ms':>10} {'min ms':>9} {'cpu ms':>9} {'sys ms':>7} {'faults':>8} "
+            f"{'other ms':>8} {'steal ms':>8} {'compile s':>10} {'x floor':>8}")
     lines += [head, "  " + "-" * (len(head) - 2)]
     floor = r["floor_ms"]
     for n, v in t.items():
         lines.append(f"  {n:<28} {v['ms']:>10.1f} {v['min_ms']:>9.1f} {v['cpu_ms']:>9.1f} "
+                     f"{_calls_median(v, 'sys_ms'):>7} {_calls_median(v, 'minflt'):>8} "
+                     f"{_calls_median(v, 'other_cpu_ms'):>8} {_calls_median(v, 'steal_ms'):>8} "
                      f"{c[n]['total_s']:>10.2f} {v['ms'] / floor:>8.2f}")
-    lines.append(f"  {'floor (sum of floor: rows)':<28} {floor:>10.1f} {'':>9} {'':>9} {'':>10} {1.0:>8.2f}")
+    lines.append(f"  {'floor (sum of floor: rows)':<28} {floor:>10.1f} {'':>9} {'':>9} {'':>7} {'':>8} {'':>8} "
+                 f"{'':>8} {'':>10} {1.0:>8.2f}")
+    if t["step"].get("calls"):
+        lines.append("  step, every round: " + ", ".join(
+            f"{x['ms']:.0f} ms" + (f" (sys {x['sys_ms']:.0f}, other {x['other_cpu_ms']:.0f}, steal "
+                                   f"{x['steal_ms']:.0f})" if x.get("other_cpu_ms") is not None else "")
+            for x in t["step"]["calls"]))
     ssm_ratio = r["ssm_part_ms"] / r["ssm_part_floor_ms"]
     kernels = f"  (the SSM kernels alone: {t['SSM kernels']['ms']:.1f} ms)" if "SSM kernels" in t else ""
     lines += [
