@@ -416,9 +416,10 @@ def _layer_i(layer, i: int, stacked: bool):
     return eqx.combine(jax.tree_util.tree_map(lambda a: a[i], params), static)
 
 
-def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict) -> dict:
+def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict, rewarm: bool = True) -> dict:
     """The preset's train step and its floor (``scripts/bench_floor.py``), compiled and timed interleaved in this
-    process."""
+    process. ``rewarm``: each timed call of the two train steps follows an untimed call of the same step (as in
+    the training loop) rather than another program of the suite (``bench_floor.Timed``)."""
     import equinox as eqx
     import jax
     import jax.numpy as jnp
@@ -468,7 +469,7 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict)
             holder[0], metrics = compiled(holder[0], b)
             return holder[0], metrics
 
-        components[name] = bf.Timed(run, device_batch)
+        components[name] = bf.Timed(run, device_batch, rewarm=rewarm)
 
     def program(name, fn, args):
         compiled, s_ = bf.compile_timed(fn, *args)
@@ -537,7 +538,8 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict)
     result = {
         "suite": "step", "preset": preset, **desc,
         "batch": B, "L": L, "task": info.task, "d_input": info.d_input, "d_output": info.d_output,
-        "overrides": overrides, "rounds": rounds, "init_s": init_s, "times": times, "compile": compile_s,
+        "overrides": overrides, "rounds": rounds, "rewarm": rewarm, "init_s": init_s, "times": times,
+        "compile": compile_s,
         "convs": [list(c) for c in plan.convs], "matmuls": [list(s_) for s_ in shapes],
         "elementwise_groups": [[g[0], list(g[1]), [list(o) for o in g[2]]] for g in plan.groups],
         "floor_ms": floor_ms, "step_over_floor": step_ms / floor_ms,
@@ -688,7 +690,8 @@ def format_step_table(r: dict) -> str:
             + f", dropout {r['dropout']}, {r['output']}, pool {r['pool']}")
     lines = [
         f"Train step vs floor: {name}  [{size}]  batch {r['batch']}  L {r['L']}",
-        f"  commit {r['commit']}  load {_load_col(r)}  median of {r['rounds']} interleaved rounds  "
+        f"  commit {r['commit']}  load {_load_col(r)}  median of {r['rounds']} interleaved rounds"
+        f"{'' if r.get('rewarm', False) else ' (steps timed cold, after other programs)'}  "
         f"device {r.get('device', '?')}",
     ]
     if r.get("command"):
@@ -747,6 +750,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="step suite: presets whose train step is set against its floor (each in its own process; "
                         "batch: --model-batch, else the preset's)")
     p.add_argument("--rounds", type=int, default=5, help="step suite and layer floor: interleaved rounds")
+    p.add_argument("--step-cold", action="store_true",
+                   help="step suite: time each train step right after the other programs (before 2026-12-07) "
+                        "instead of after an untimed call of the same step, as the training loop runs it")
     p.add_argument("--compile-preset", default="lra.pathx")
     p.add_argument("--compile-rounds", type=int, default=1,
                    help="compile suite: alternations of the unrolled and the scanned model (its own norm)")
@@ -791,7 +797,7 @@ def _worker(args) -> dict:
         return layer_floor_worker(rest[1:], int(rest[0]), args.batch, args.d_model, args.d_state, args.rounds)
     if kind == "step":
         return step_worker(rest[0], batch=args.model_batch, rounds=args.rounds,
-                           overrides=json.loads(args._overrides))
+                           overrides=json.loads(args._overrides), rewarm=not args.step_cold)
     if kind == "generation":
         return generation_worker(rest[0], args.gen_length, args.gen_d_model, args.gen_d_state,
                                  args.gen_n_layers, args.gen_naive_tokens, max(1, min(args.repeats, 3)),
@@ -927,6 +933,8 @@ def main(argv: list[str] | None = None) -> dict:
         rows = []
         for preset in args.cfg:
             extra = ["--rounds", str(args.rounds), "--_overrides", json.dumps(user)]
+            if args.step_cold:
+                extra.append("--step-cold")
             if step_batch is not None:
                 extra += ["--model-batch", str(step_batch)]
             r = _run_worker(["step", preset, *extra], args.timeout)

@@ -63,10 +63,14 @@ def load() -> float:
 
 class Timed:
     """One component: ``prepare()`` builds the arguments of a call outside the timed region (e.g. a fresh batch
-    for a step that donates it), ``run(args)`` makes the call and returns its outputs."""
+    for a step that donates it), ``run(args)`` makes the call and returns its outputs. ``rewarm``: every timed call
+    is preceded by one untimed call, so that it follows the same program, as a training loop's step follows the
+    previous step, and not another program: on this CPU the SaShiMi step (``audio.sc09``, batch 2) took 4.0–4.2 s
+    called back to back and 5.9–7.3 s right after other programs of the suite, in one process (the extra time is
+    the process's own, mostly in the kernel; docs/benchmarks.md)."""
 
-    def __init__(self, run: Callable[[Any], Any], prepare: Callable[[], Any] = lambda: None):
-        self.run, self.prepare = run, prepare
+    def __init__(self, run: Callable[[Any], Any], prepare: Callable[[], Any] = lambda: None, rewarm: bool = False):
+        self.run, self.prepare, self.rewarm = run, prepare, rewarm
 
 
 def compile_timed(fn, *args) -> tuple[Any, float]:
@@ -124,7 +128,8 @@ def timed_call(c: Timed) -> dict[str, float | None]:
 
 
 def interleave(components: dict[str, Timed], rounds: int) -> dict[str, dict[str, Any]]:
-    """Warm every component once, then ``rounds`` rounds of one call each in a fixed order; per component the
+    """Warm every component once, then ``rounds`` rounds of one timed call each in a fixed order (after an untimed
+    one for a ``rewarm`` component); per component the
     median (and min) wall ms and median process-CPU ms, and every round's call (:func:`timed_call`) under
     ``"calls"``, so that a slow round can be told apart: disturbed from outside (other processes' CPU, steal) or
     not."""
@@ -135,6 +140,8 @@ def interleave(components: dict[str, Timed], rounds: int) -> dict[str, dict[str,
     calls: dict[str, list[dict]] = {n: [] for n in components}
     for _ in range(rounds):
         for name, c in components.items():
+            if c.rewarm:
+                jax.block_until_ready(c.run(c.prepare()))
             calls[name].append(timed_call(c))
     out = {}
     for n, cs in calls.items():
