@@ -19,7 +19,8 @@ Suites (all but ``step`` by default):
 - ``step``: per ``--cfg`` preset, its train step against its floor (FFT convolutions, dense matmuls,
   elementwise remainder, optimizer update; ``scripts/bench_floor.py``), with the same step without SSM layers,
   the SSM layers and their kernels beside it, all compiled and timed in ``--rounds`` interleaved rounds in one
-  process (``step_worker``); the batch is ``--model-batch`` or the preset's, model fields ``--model-set``;
+  process (``step_worker``; each timed call of a train step follows an untimed call of the same step, as in the
+  training loop, unless ``--step-cold``); the batch is ``--model-batch`` or the preset's, model fields ``--model-set``;
 - ``models``: whole-model training throughput (examples/s and tokens/s) of the model of each preset in
   ``--models`` (built from the preset registry ``configs/`` with :mod:`ssm.train`: model, optimizer and the
   jitted train step of the training loop), on synthetic batches of the preset's shapes, and the compile time
