@@ -19,7 +19,8 @@ Suites (all but ``step`` by default):
 - ``step``: per ``--cfg`` preset, its train step against its floor (FFT convolutions, dense matmuls,
   elementwise remainder, optimizer update; ``scripts/bench_floor.py``), with the same step without SSM layers,
   the SSM layers and their kernels beside it, all compiled and timed in ``--rounds`` interleaved rounds in one
-  process (``step_worker``); the batch is ``--model-batch`` or the preset's, model fields ``--model-set``;
+  process (``step_worker``; each timed call of a train step follows an untimed call of the same step, as in the
+  training loop, unless ``--step-cold``); the batch is ``--model-batch`` or the preset's, model fields ``--model-set``;
 - ``models``: whole-model training throughput (examples/s and tokens/s) of the model of each preset in
   ``--models`` (built from the preset registry ``configs/`` with :mod:`ssm.train`: model, optimizer and the
   jitted train step of the training loop), on synthetic batches of the preset's shapes, and the compile time
@@ -416,9 +417,10 @@ def _layer_i(layer, i: int, stacked: bool):
     return eqx.combine(jax.tree_util.tree_map(lambda a: a[i], params), static)
 
 
-def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict) -> dict:
+def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict, rewarm: bool = True) -> dict:
     """The preset's train step and its floor (``scripts/bench_floor.py``), compiled and timed interleaved in this
-    process."""
+    process. ``rewarm``: each timed call of the two train steps follows an untimed call of the same step (as in
+    the training loop) rather than another program of the suite (``bench_floor.Timed``)."""
     import equinox as eqx
     import jax
     import jax.numpy as jnp
@@ -468,7 +470,7 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict)
             holder[0], metrics = compiled(holder[0], b)
             return holder[0], metrics
 
-        components[name] = bf.Timed(run, device_batch)
+        components[name] = bf.Timed(run, device_batch, rewarm=rewarm)
 
     def program(name, fn, args):
         compiled, s_ = bf.compile_timed(fn, *args)
@@ -537,7 +539,8 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict)
     result = {
         "suite": "step", "preset": preset, **desc,
         "batch": B, "L": L, "task": info.task, "d_input": info.d_input, "d_output": info.d_output,
-        "overrides": overrides, "rounds": rounds, "init_s": init_s, "times": times, "compile": compile_s,
+        "overrides": overrides, "rounds": rounds, "rewarm": rewarm, "init_s": init_s, "times": times,
+        "compile": compile_s,
         "convs": [list(c) for c in plan.convs], "matmuls": [list(s_) for s_ in shapes],
         "elementwise_groups": [[g[0], list(g[1]), [list(o) for o in g[2]]] for g in plan.groups],
         "floor_ms": floor_ms, "step_over_floor": step_ms / floor_ms,
@@ -666,6 +669,15 @@ def format_generation_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _calls_median(v: dict, key: str) -> str:
+    """Median of ``key`` over a component's calls (``bench_floor.timed_call``), or ``-`` where not recorded (older
+    results, no ``/proc/stat``)."""
+    xs = [x.get(key) for x in v.get("calls", [])]
+    if not xs or any(x is None for x in xs):
+        return "-"
+    return f"{statistics.median(xs):.0f}"
+
+
 def format_step_table(r: dict) -> str:
     """One preset's step against its floor: every component, the ratios, the compile times, the load, the
     commit and the command."""
@@ -679,18 +691,28 @@ def format_step_table(r: dict) -> str:
             + f", dropout {r['dropout']}, {r['output']}, pool {r['pool']}")
     lines = [
         f"Train step vs floor: {name}  [{size}]  batch {r['batch']}  L {r['L']}",
-        f"  commit {r['commit']}  load {_load_col(r)}  median of {r['rounds']} interleaved rounds  "
+        f"  commit {r['commit']}  load {_load_col(r)}  median of {r['rounds']} interleaved rounds"
+        f"{'' if r.get('rewarm', False) else ' (steps timed cold, after other programs)'}  "
         f"device {r.get('device', '?')}",
     ]
     if r.get("command"):
         lines.append(f"  command: {r['command']}")
-    head = f"  {'component':<28} {'median ms':>10} {'min ms':>9} {'cpu ms':>9} {'compile s':>10} {'x floor':>8}"
+    head = (f"  {'component':<28} {'median ms':>10} {'min ms':>9} {'cpu ms':>9} {'sys ms':>7} {'faults':>8} "
+            f"{'other ms':>8} {'steal ms':>8} {'compile s':>10} {'x floor':>8}")
     lines += [head, "  " + "-" * (len(head) - 2)]
     floor = r["floor_ms"]
     for n, v in t.items():
         lines.append(f"  {n:<28} {v['ms']:>10.1f} {v['min_ms']:>9.1f} {v['cpu_ms']:>9.1f} "
+                     f"{_calls_median(v, 'sys_ms'):>7} {_calls_median(v, 'minflt'):>8} "
+                     f"{_calls_median(v, 'other_cpu_ms'):>8} {_calls_median(v, 'steal_ms'):>8} "
                      f"{c[n]['total_s']:>10.2f} {v['ms'] / floor:>8.2f}")
-    lines.append(f"  {'floor (sum of floor: rows)':<28} {floor:>10.1f} {'':>9} {'':>9} {'':>10} {1.0:>8.2f}")
+    lines.append(f"  {'floor (sum of floor: rows)':<28} {floor:>10.1f} {'':>9} {'':>9} {'':>7} {'':>8} {'':>8} "
+                 f"{'':>8} {'':>10} {1.0:>8.2f}")
+    if t["step"].get("calls"):
+        lines.append("  step, every round: " + ", ".join(
+            f"{x['ms']:.0f} ms" + (f" (sys {x['sys_ms']:.0f}, other {x['other_cpu_ms']:.0f}, steal "
+                                   f"{x['steal_ms']:.0f})" if x.get("other_cpu_ms") is not None else "")
+            for x in t["step"]["calls"]))
     ssm_ratio = r["ssm_part_ms"] / r["ssm_part_floor_ms"]
     kernels = f"  (the SSM kernels alone: {t['SSM kernels']['ms']:.1f} ms)" if "SSM kernels" in t else ""
     lines += [
@@ -729,6 +751,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="step suite: presets whose train step is set against its floor (each in its own process; "
                         "batch: --model-batch, else the preset's)")
     p.add_argument("--rounds", type=int, default=5, help="step suite and layer floor: interleaved rounds")
+    p.add_argument("--step-cold", action="store_true",
+                   help="step suite: time each train step right after the other programs (before 2026-12-07) "
+                        "instead of after an untimed call of the same step, as the training loop runs it")
     p.add_argument("--compile-preset", default="lra.pathx")
     p.add_argument("--compile-rounds", type=int, default=1,
                    help="compile suite: alternations of the unrolled and the scanned model (its own norm)")
@@ -773,7 +798,7 @@ def _worker(args) -> dict:
         return layer_floor_worker(rest[1:], int(rest[0]), args.batch, args.d_model, args.d_state, args.rounds)
     if kind == "step":
         return step_worker(rest[0], batch=args.model_batch, rounds=args.rounds,
-                           overrides=json.loads(args._overrides))
+                           overrides=json.loads(args._overrides), rewarm=not args.step_cold)
     if kind == "generation":
         return generation_worker(rest[0], args.gen_length, args.gen_d_model, args.gen_d_state,
                                  args.gen_n_layers, args.gen_naive_tokens, max(1, min(args.repeats, 3)),
@@ -909,6 +934,8 @@ def main(argv: list[str] | None = None) -> dict:
         rows = []
         for preset in args.cfg:
             extra = ["--rounds", str(args.rounds), "--_overrides", json.dumps(user)]
+            if args.step_cold:
+                extra.append("--step-cold")
             if step_batch is not None:
                 extra += ["--model-batch", str(step_batch)]
             r = _run_worker(["step", preset, *extra], args.timeout)

@@ -63,10 +63,14 @@ def load() -> float:
 
 class Timed:
     """One component: ``prepare()`` builds the arguments of a call outside the timed region (e.g. a fresh batch
-    for a step that donates it), ``run(args)`` makes the call and returns its outputs."""
+    for a step that donates it), ``run(args)`` makes the call and returns its outputs. ``rewarm``: every timed call
+    is preceded by one untimed call, so that it follows the same program, as a training loop's step follows the
+    previous step, and not another program: on this CPU the SaShiMi step (``audio.sc09``, batch 2) took 4.0–4.2 s
+    called back to back and 5.9–7.3 s right after other programs of the suite, in one process (the extra time is
+    the process's own, mostly in the kernel; docs/benchmarks.md)."""
 
-    def __init__(self, run: Callable[[Any], Any], prepare: Callable[[], Any] = lambda: None):
-        self.run, self.prepare = run, prepare
+    def __init__(self, run: Callable[[Any], Any], prepare: Callable[[], Any] = lambda: None, rewarm: bool = False):
+        self.run, self.prepare, self.rewarm = run, prepare, rewarm
 
 
 def compile_timed(fn, *args) -> tuple[Any, float]:
@@ -76,25 +80,75 @@ def compile_timed(fn, *args) -> tuple[Any, float]:
     return compiled, time.perf_counter() - t0
 
 
-def interleave(components: dict[str, Timed], rounds: int) -> dict[str, dict[str, float]]:
-    """Warm every component once, then ``rounds`` rounds of one call each in a fixed order; per component the
-    median (and min) wall ms and median process-CPU ms."""
+def machine_cpu() -> tuple[float, float] | None:
+    """``(busy, steal)`` seconds of the whole machine since boot, all CPUs (``/proc/stat``'s first line: busy =
+    user + nice + system + irq + softirq; steal = time the hypervisor ran something else on our virtual CPUs), or
+    ``None`` where there is no ``/proc/stat``."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 9:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, steal / tick
+
+
+def _own_cpu() -> tuple[float, float, int]:
+    """This process's user and system CPU seconds and minor page faults."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime, r.ru_minflt
+
+
+def timed_call(c: Timed) -> dict[str, float | None]:
+    """One call of ``c`` (arguments prepared outside the timed region): wall ms, this process's CPU ms (of which
+    ``sys_ms`` in the kernel: page faults, thread wake-ups), its minor page faults (``minflt``: fresh pages of
+    memory the call touched), and what disturbed it from outside: ``other_cpu_ms``, the CPU time every *other*
+    process of the machine used meanwhile (another job on the 2 cores), and ``steal_ms``, the time the
+    hypervisor took our virtual CPUs away (``None`` without ``/proc/stat``; both at the kernel's tick, 10 ms)."""
+    import jax
+
+    args = c.prepare()
+    jax.block_until_ready(args)
+    m0, o0 = machine_cpu(), _own_cpu()
+    t0, c0 = time.perf_counter(), time.process_time()
+    jax.block_until_ready(c.run(args))
+    wall, cpu = (time.perf_counter() - t0) * 1e3, (time.process_time() - c0) * 1e3
+    m1, o1 = machine_cpu(), _own_cpu()
+    other = steal = None
+    if m0 is not None and m1 is not None:
+        other = max(0.0, (m1[0] - m0[0]) - (o1[0] + o1[1] - o0[0] - o0[1])) * 1e3
+        steal = (m1[1] - m0[1]) * 1e3
+    return {"ms": wall, "cpu_ms": cpu, "sys_ms": (o1[1] - o0[1]) * 1e3, "minflt": o1[2] - o0[2],
+            "other_cpu_ms": other, "steal_ms": steal}
+
+
+def interleave(components: dict[str, Timed], rounds: int) -> dict[str, dict[str, Any]]:
+    """Warm every component once, then ``rounds`` rounds of one timed call each in a fixed order (after an untimed
+    one for a ``rewarm`` component); per component the
+    median (and min) wall ms and median process-CPU ms, and every round's call (:func:`timed_call`) under
+    ``"calls"``, so that a slow round can be told apart: disturbed from outside (other processes' CPU, steal) or
+    not."""
     import jax
 
     for c in components.values():
         jax.block_until_ready(c.run(c.prepare()))
-    wall: dict[str, list[float]] = {n: [] for n in components}
-    cpu: dict[str, list[float]] = {n: [] for n in components}
+    calls: dict[str, list[dict]] = {n: [] for n in components}
     for _ in range(rounds):
         for name, c in components.items():
-            args = c.prepare()
-            jax.block_until_ready(args)
-            t0, c0 = time.perf_counter(), time.process_time()
-            jax.block_until_ready(c.run(args))
-            wall[name].append((time.perf_counter() - t0) * 1e3)
-            cpu[name].append((time.process_time() - c0) * 1e3)
-    return {n: {"ms": statistics.median(wall[n]), "min_ms": min(wall[n]), "cpu_ms": statistics.median(cpu[n])}
-            for n in components}
+            if c.rewarm:
+                jax.block_until_ready(c.run(c.prepare()))
+            calls[name].append(timed_call(c))
+    out = {}
+    for n, cs in calls.items():
+        wall = [x["ms"] for x in cs]
+        out[n] = {"ms": statistics.median(wall), "min_ms": min(wall),
+                  "cpu_ms": statistics.median(x["cpu_ms"] for x in cs), "calls": cs}
+    return out
 
 
 # --------------------------------------------------------------------------------------------- bare floors

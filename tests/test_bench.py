@@ -213,13 +213,42 @@ def test_step_worker_and_table():
     assert r["floor_ms"] == pytest.approx(floor_ms) and floor_ms > 0
     assert r["step_over_floor"] == pytest.approx(r["times"]["step"]["ms"] / floor_ms)
     assert r["ssm_part_ms"] == pytest.approx(r["times"]["step"]["ms"] - r["times"]["no-SSM step"]["ms"])
+    assert r["rewarm"] is True and "timed cold" not in bench.format_step_table(r)
+    for v in r["times"].values():  # every round's call is kept, the median is theirs
+        assert len(v["calls"]) == 1 and v["ms"] == v["calls"][0]["ms"] == v["min_ms"]
     r["command"] = "python scripts/bench.py --suites step --cfg demo.digits"
     table = bench.format_step_table(r)
     print(table)
     for text in ("step / floor", "SSM part", "commit ", "load ", "command: python scripts/bench.py", "bidirectional",
-                 "floor: optimizer update"):
+                 "floor: optimizer update", "step, every round: ", "sys ms", "steal ms"):
         assert text in table
     assert "error: boom" in bench.format_step_table({"preset": "x", "error": "boom"})
+
+
+def test_interleave_keeps_every_call_and_what_disturbed_it():
+    import jax.numpy as jnp
+
+    bf = _load("bench_floor")
+    seen = []
+    x = jnp.ones((64, 64))
+    f = jax.jit(lambda a: a @ a)
+    rewarmed = []
+    comps = {"a": bf.Timed(lambda a: f(a), lambda: x),
+             "b": bf.Timed(lambda i: (seen.append(i), f(x))[1], lambda: len(seen)),
+             "c": bf.Timed(lambda i: (rewarmed.append(i), f(x))[1], lambda: len(rewarmed), rewarm=True)}
+    times = bf.interleave(comps, 3)
+    assert seen == [0, 1, 2, 3]  # one warm-up call, then one per round, each with freshly prepared arguments
+    assert rewarmed == list(range(7))  # and an untimed call before each timed one of a rewarm component
+    for v in times.values():
+        ms = [c["ms"] for c in v["calls"]]
+        assert len(ms) == 3 and v["ms"] == sorted(ms)[1] and v["min_ms"] == min(ms)
+        for c in v["calls"]:
+            assert c["cpu_ms"] >= c["sys_ms"] >= 0 and c["minflt"] >= 0
+            if bf.machine_cpu() is not None:  # Linux: other processes' CPU and steal are measured, never negative
+                assert c["other_cpu_ms"] >= 0 and c["steal_ms"] >= 0
+    # A result without per-call records (older JSON) renders as "-".
+    assert bench._calls_median({"ms": 1.0}, "sys_ms") == "-"
+    assert bench._calls_median({"calls": [{"sys_ms": 1.0}, {"sys_ms": 5.0}, {"sys_ms": 2.0}]}, "sys_ms") == "2"
 
 
 def test_layer_floor_worker_and_table():
