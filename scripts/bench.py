@@ -19,8 +19,9 @@ Suites (all but ``step`` by default):
 - ``step``: per ``--cfg`` preset, its train step against its floor (FFT convolutions, dense matmuls,
   elementwise remainder, optimizer update; ``scripts/bench_floor.py``), with the same step without SSM layers,
   the SSM layers and their kernels beside it, all compiled and timed in ``--rounds`` interleaved rounds in one
-  process (``step_worker``; each timed call of a train step follows an untimed call of the same step, as in the
-  training loop, unless ``--step-cold``); the batch is ``--model-batch`` or the preset's, model fields ``--model-set``;
+  process (``step_worker``; each timed call of every component follows an untimed call of the same program, as
+  a step follows a step in the training loop, unless ``--step-cold``); the batch is ``--model-batch`` or the
+  preset's, model fields ``--model-set``;
 - ``models``: whole-model training throughput (examples/s and tokens/s) of the model of each preset in
   ``--models`` (built from the preset registry ``configs/`` with :mod:`ssm.train`: model, optimizer and the
   jitted train step of the training loop), on synthetic batches of the preset's shapes, and the compile time
@@ -419,8 +420,10 @@ def _layer_i(layer, i: int, stacked: bool):
 
 def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict, rewarm: bool = True) -> dict:
     """The preset's train step and its floor (``scripts/bench_floor.py``), compiled and timed interleaved in this
-    process. ``rewarm``: each timed call of the two train steps follows an untimed call of the same step (as in
-    the training loop) rather than another program of the suite (``bench_floor.Timed``)."""
+    process. ``rewarm``: each timed call of every component (the two train steps and each floor program alike)
+    follows an untimed call of the same program (as in the training loop, where a step follows a step) rather than
+    another program of the suite (``bench_floor.Timed``): a program timed right after a different large one pays
+    for fresh memory (page faults), and re-warming only the steps would set warm steps against a cold floor."""
     import equinox as eqx
     import jax
     import jax.numpy as jnp
@@ -475,7 +478,7 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict,
     def program(name, fn, args):
         compiled, s_ = bf.compile_timed(fn, *args)
         compile_s[name] = {"trace_lower_s": None, "xla_compile_s": s_, "total_s": s_}
-        components[name] = bf.Timed(lambda _: compiled(*args))
+        components[name] = bf.Timed(lambda _: compiled(*args), rewarm=rewarm)
 
     stepper("step", train_step, state)
     stepper("no-SSM step", train_step2, state2)
@@ -692,7 +695,7 @@ def format_step_table(r: dict) -> str:
     lines = [
         f"Train step vs floor: {name}  [{size}]  batch {r['batch']}  L {r['L']}",
         f"  commit {r['commit']}  load {_load_col(r)}  median of {r['rounds']} interleaved rounds"
-        f"{'' if r.get('rewarm', False) else ' (steps timed cold, after other programs)'}  "
+        f"{'' if r.get('rewarm', False) else ' (timed cold, after other programs)'}  "
         f"device {r.get('device', '?')}",
     ]
     if r.get("command"):
@@ -752,8 +755,8 @@ def _parser() -> argparse.ArgumentParser:
                         "batch: --model-batch, else the preset's)")
     p.add_argument("--rounds", type=int, default=5, help="step suite and layer floor: interleaved rounds")
     p.add_argument("--step-cold", action="store_true",
-                   help="step suite: time each train step right after the other programs (before 2026-12-07) "
-                        "instead of after an untimed call of the same step, as the training loop runs it")
+                   help="step suite: time each component right after the other programs (before 2026-12-07) "
+                        "instead of after an untimed call of the same program, as the training loop runs a step")
     p.add_argument("--compile-preset", default="lra.pathx")
     p.add_argument("--compile-rounds", type=int, default=1,
                    help="compile suite: alternations of the unrolled and the scanned model (its own norm)")
