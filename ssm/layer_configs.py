@@ -87,7 +87,7 @@ class S4Config(LayerConfig):
     b_clip: float | None = 2.0  # clip of the imaginary part of the eigenvalues' B projection (None: off)
     block: int | None = None  # Cauchy kernel frequencies per block (memory/speed only; None: chosen from H*M)
     # "cauchy": per-frequency Cauchy sums (float32 error ~1e-6 to 1e-5); "vandermonde": the same kernel from FFTs of
-    # Vandermonde sequences (faster; float32 error 2-7x the Cauchy form's, see ssm.kernels.dplr_kernel_vandermonde)
+    # Vandermonde sequences (about the same cost; float32 error 2-7x the Cauchy form's, ssm.kernels.dplr_kernel_vandermonde)
     kernel_form: Literal["cauchy", "vandermonde"] = "cauchy"
 
 

@@ -45,7 +45,7 @@ from ssm.layers.initializers import complex_normal, init_log_dt, resolve_dtype
 
 DEFAULT_L_MAX = 1024
 # How the kernel's Cauchy sums are evaluated: per frequency (accurate in float32) or as FFTs of Vandermonde sequences
-# (faster; float32 forward error 2-7x the Cauchy form's; ssm.kernels.dplr_kernel_vandermonde).
+# (about the Cauchy form's cost on CPU; float32 forward error 2-7x the Cauchy form's; ssm.kernels.dplr_kernel_vandermonde).
 KERNEL_FORMS = ("cauchy", "vandermonde")
 
 
