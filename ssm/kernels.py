@@ -241,6 +241,25 @@ def woodbury(
     return k00 - jnp.sum(k01 * sol, axis=-1)
 
 
+def _woodbury_rank1(
+    a_re: Float[Array, "*#b"], a_im: Float[Array, "*#b"], b_re: Float[Array, "*#b"], b_im: Float[Array, "*#b"],
+    c_re: Float[Array, "*#b"], c_im: Float[Array, "*#b"], d_re: Float[Array, "*#b"], d_im: Float[Array, "*#b"],
+) -> tuple[Float[Array, "*#b"], Float[Array, "*#b"]]:
+    """:func:`woodbury` at rank 1, ``a - b c / (1 + d)``, on real and imaginary parts. The quotient is Smith's
+    (scaled by the larger part of ``1 + d``, as XLA's complex division), so ``|1 + d|²`` is never formed: it overflows
+    float32 near a barely-damped mode's pole."""
+    p_re, p_im = b_re * c_re - b_im * c_im, b_re * c_im + b_im * c_re
+    e_re, e_im = 1 + d_re, d_im
+    wide = jnp.abs(e_re) >= jnp.abs(e_im)
+    big, small = jnp.where(wide, e_re, e_im), jnp.where(wide, e_im, e_re)
+    r = small / big
+    inv = 1 / (big + small * r)
+    # wide: (p_re + p_im r, p_im - p_re r) / (e_re + e_im r); else (p_re r + p_im, p_im r - p_re) / (e_re r + e_im)
+    q_re = jnp.where(wide, p_re + p_im * r, p_re * r + p_im) * inv
+    q_im = jnp.where(wide, p_im - p_re * r, p_im * r - p_re) * inv
+    return a_re - q_re, a_im - q_im
+
+
 @jax.custom_jvp
 def _reciprocal(x: Float[Array, "*b"], y: Float[Array, "*b"]) -> tuple[Float[Array, "*b"], Float[Array, "*b"]]:
     """Real and imaginary parts of ``1/(x + iy) = (x - iy)/(x² + y²)``."""
@@ -290,15 +309,17 @@ def _cauchy_block_q(
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
 def _cauchy_sums(
     G: Float[Array, "H K2 M"], mu_re: Float[Array, "H M 1"], mu_sq: Float[Array, "H M 1"], L: int, nb: int, Jb: int
-) -> tuple[Float[Array, "nb H K2 Jb"], Float[Array, "nb H K2 Jb"]]:
-    """``T_j = Σ_m G_m / E_m(θ_j)`` (real and imaginary parts) at the ``nb·Jb`` frequencies ``θ_j = 2πj/L``, in
-    ``nb`` blocks of ``Jb`` (``lax.map``): memory ``O(H M Jb)``.
+) -> tuple[Float[Array, "H K2 J"], Float[Array, "H K2 J"]]:
+    """``T_j = Σ_m G_m / E_m(θ_j)`` (real and imaginary parts) at the ``J = nb·Jb`` frequencies ``θ_j = 2πj/L``,
+    computed in ``nb`` blocks of ``Jb`` (a loop writing each block's columns in place): memory ``O(H M Jb)``.
 
     Gradient (custom VJP): per block, ``1/E`` is recomputed once and ``dG = Σ_j T̄_j (1/E_j)^T``,
     ``d(1/E) = G^T T̄`` are two matmuls; through ``d(1/E) = -(1/E)² dE`` (:func:`_reciprocal`) the cotangent of ``E``
     reduces over the block's frequencies to those of ``|μ|²`` (``Σ_j c_j² Ē_re``) and ``Re μ``
-    (``Σ_j -2 s_j c_j Ē_im``), again matmuls. Nothing of size ``(H, M, Jb)`` outlives its block, and the forward
-    matmul is not recomputed (JAX's gradient through ``jax.checkpoint`` recomputed the whole block).
+    (``Σ_j -2 s_j c_j Ē_im``), again matmuls, summed over blocks in the loop's carry. Nothing of size ``(H, M, Jb)``
+    outlives its block, and the forward matmul is not recomputed (JAX's gradient through ``jax.checkpoint``
+    recomputed the whole block). The sums come out in the matmuls' own ``(H, K2, ·)`` order, frequencies last: the
+    earlier ``(nb, H, K2, Jb)`` stack of ``lax.map`` had to be transposed for the Woodbury step, forward and backward.
     """
     return _cauchy_sums_fwd(G, mu_re, mu_sq, L, nb, Jb)[0]
 
@@ -306,11 +327,21 @@ def _cauchy_sums(
 def _cauchy_sums_fwd(G, mu_re, mu_sq, L, nb, Jb):
     s, c = _sin_cos(L, nb, Jb, G.dtype)
 
-    def block(sc):
-        q_re, q_im = _cauchy_block_q(mu_re, mu_sq, *sc)
+    def block(s, c):
+        q_re, q_im = _cauchy_block_q(mu_re, mu_sq, s, c)
         return jnp.matmul(G, q_re, precision=_HIGHEST), jnp.matmul(G, q_im, precision=_HIGHEST)
 
-    T = jax.tree.map(lambda x: x[None], block((s[0], c[0]))) if nb == 1 else jax.lax.map(block, (s, c))
+    if nb == 1:
+        T = block(s[0], c[0])
+    else:
+
+        def step(T, args):
+            s, c, start = args
+            return tuple(jax.lax.dynamic_update_slice_in_dim(x, t, start, axis=-1) for x, t in zip(T, block(s, c))), None
+
+        shape = G.shape[:-1] + (nb * Jb,)
+        T0 = (jnp.zeros(shape, G.dtype), jnp.zeros(shape, G.dtype))
+        T, _ = jax.lax.scan(step, T0, (s, c, jnp.arange(nb) * Jb))
     return T, (G, mu_re, mu_sq)
 
 
@@ -319,8 +350,7 @@ def _cauchy_sums_bwd(L, nb, Jb, res, dT):
     s, c = _sin_cos(L, nb, Jb, G.dtype)
     Gt = jnp.swapaxes(G, -1, -2)  # (H, M, K2)
 
-    def block(args):
-        s, c, dT_re, dT_im = args
+    def block(s, c, dT_re, dT_im):
         q_re, q_im = _cauchy_block_q(mu_re, mu_sq, s, c)
         dG = jnp.matmul(dT_re, jnp.swapaxes(q_re, -1, -2), precision=_HIGHEST) + jnp.matmul(
             dT_im, jnp.swapaxes(q_im, -1, -2), precision=_HIGHEST
@@ -336,9 +366,17 @@ def _cauchy_sums_bwd(L, nb, Jb, res, dT):
         return dG, d_re, d_sq
 
     if nb == 1:
-        dG, d_re, d_sq = block((s[0], c[0], dT[0][0], dT[1][0]))
+        dG, d_re, d_sq = block(s[0], c[0], *dT)
     else:
-        dG, d_re, d_sq = jax.tree.map(lambda x: jnp.sum(x, axis=0), jax.lax.map(block, (s, c) + tuple(dT)))
+        # Summed in the loop's carry: stacking every block's (H, K2, M) and summing afterwards wrote and re-read nb
+        # copies (a strided reduction that cost more than a block's matmuls on CPU).
+        def step(acc, args):
+            s, c, start = args
+            dT_b = (jax.lax.dynamic_slice_in_dim(x, start, Jb, axis=-1) for x in dT)
+            return jax.tree.map(jnp.add, acc, block(s, c, *dT_b)), None
+
+        zero = (jnp.zeros_like(G), jnp.zeros_like(mu_re[..., 0]), jnp.zeros_like(mu_sq[..., 0]))
+        (dG, d_re, d_sq), _ = jax.lax.scan(step, zero, (s, c, jnp.arange(nb) * Jb))
     return dG, d_re[..., None], d_sq[..., None]
 
 
@@ -404,8 +442,8 @@ def dplr_kernel_from_ctilde(
     nb, Jb = _freq_blocks(J, _auto_block(H, M) if block is None else block)
     # a = 1 - ω = 2φ·i sin(θ/2), b = 1 + ω = 2φ·cos(θ/2) with the common phase φ = e^{-iθ/2}: the Cauchy sums are
     # homogeneous of degree -1 in (a, b), so they are evaluated at (i sin, cos) and the phase 1/(2φ) applied at the end.
-    s, c = (x[:, None, None, :] for x in _sin_cos(L, nb, Jb, rdt))  # (nb, 1, 1, Jb)
     half_theta = np.pi / L * np.arange(J)
+    s, c = jnp.asarray(np.sin(half_theta), rdt), jnp.asarray(np.cos(half_theta), rdt)  # (J,), as _sin_cos's
     phase = jnp.asarray((np.cos(half_theta) + 1j * np.sin(half_theta)) / 2, cdt)
     half_dt = dt / 2
     mu = (half_dt[:, None] * A).astype(cdt)  # (H, M)
@@ -416,18 +454,34 @@ def dplr_kernel_from_ctilde(
     # with a = i s, b = c: Re E = c²|μ|² - s², Im E = -2sc Re μ, in real arithmetic (_cauchy_sums).
     G = jnp.concatenate([2 * V.real, 2 * (V * jnp.conj(mu)[:, None, :]).real], axis=1)  # (H, 2K, M) real
     mu_re, mu_sq = mu.real[:, :, None], (mu.real**2 + mu.imag**2)[:, :, None]
-    T_re, T_im = _cauchy_sums(G, mu_re, mu_sq, L, nb, Jb)  # (nb, H, 2K, Jb)
-    # S = a T[:K] - b T[K:] with a = i s, b = c
-    S = (-s * T_im[:, :, :nK] - c * T_re[:, :, nK:]) + 1j * (s * T_re[:, :, :nK] - c * T_im[:, :, nK:])
-    hb = half_dt[:, None, None] * c  # (nb, H, 1, Jb): (Δ/2) b
-    k00 = S[:, :, :nC]  # (nb, H, nC, Jb)
-    k01 = hb[:, :, :, None] * S[:, :, nC : nC + nC * R].reshape(nb, H, nC, R, Jb)
-    k10 = S[:, :, nC + nC * R : nC + nC * R + R][:, :, None]  # (nb, H, 1, R, Jb)
-    k11 = hb[:, :, :, None, None] * S[:, :, nC + nC * R + R :].reshape(nb, H, 1, R, R, Jb)
-    # woodbury works on trailing (R,) / (R, R): with R = 1 these moves are of a unit axis.
-    k01, k10, k11 = jnp.moveaxis(k01, 3, -1), jnp.moveaxis(k10, 3, -1), jnp.moveaxis(k11, (3, 4), (-2, -1))
-    khat = woodbury(k00, k01, jnp.broadcast_to(k10, k01.shape), jnp.broadcast_to(k11, k01.shape + (R,)))
-    khat = jnp.transpose(khat, (2, 1, 0, 3)).reshape(nC, H, nb * Jb)[..., :J] * (dt[:, None] * phase)
+    T_re, T_im = (t[..., :J] for t in _cauchy_sums(G, mu_re, mu_sq, L, nb, Jb))  # (H, 2K, J)
+    hb = (half_dt[:, None] * c)[:, None]  # (H, 1, J): (Δ/2) b
+    if R == 1:
+        # In real arithmetic, on the sums split apart once (jnp.split: its gradient is one concatenation, where
+        # slicing's is a zero-padded copy per slice): JAX's gradient of complex elementwise products and quotients
+        # (conjugates, real/imag splits, re-assembly) and of the slices compiled to several times the passes.
+        # S = a T[:K] - b T[K:] with a = i s, b = c, for the sums [C̃B (nC), C̃P (nC), P̄B, P̄P].
+        sizes = np.cumsum([nC, nC, 1, 1, nC, nC, 1])
+        ar, br = jnp.split(T_re, sizes, axis=1), jnp.split(T_im, sizes, axis=1)
+        S = [(-s * br[i] - c * ar[i + 4], s * ar[i] - c * br[i + 4]) for i in range(4)]
+        k_re, k_im = _woodbury_rank1(*S[0], hb * S[1][0], hb * S[1][1], *S[2], hb * S[3][0], hb * S[3][1])
+        # times Δ·phase, phase = e^{iθ/2}/2
+        p_re, p_im = (jnp.asarray(x / 2, rdt) for x in (np.cos(half_theta), np.sin(half_theta)))
+        dt_ = dt[:, None, None]
+        khat = jax.lax.complex(dt_ * (k_re * p_re - k_im * p_im), dt_ * (k_re * p_im + k_im * p_re))  # (H, nC, J)
+        khat = jnp.swapaxes(khat, 0, 1)
+    else:
+        S = (-s * T_im[:, :nK] - c * T_re[:, nK:]) + 1j * (s * T_re[:, :nK] - c * T_im[:, nK:])  # (H, K, J)
+        S = jnp.swapaxes(S, 0, 1)  # (K, H, J)
+        hb = hb[:, 0]
+        k00 = S[:nC]  # (nC, H, J)
+        k01 = hb * S[nC : nC + nC * R].reshape(nC, R, H, J)
+        k10 = S[nC + nC * R : nC + nC * R + R][None]  # (1, R, H, J)
+        k11 = hb * S[nC + nC * R + R :].reshape(1, R, R, H, J)
+        # woodbury works on trailing (R,) / (R, R).
+        k01, k10, k11 = jnp.moveaxis(k01, 1, -1), jnp.moveaxis(k10, 1, -1), jnp.moveaxis(k11, (1, 2), (-2, -1))
+        khat = woodbury(k00, k01, jnp.broadcast_to(k10, k01.shape), jnp.broadcast_to(k11, k01.shape + (R,)))
+        khat = khat * (dt[:, None] * phase)
     K = jnp.fft.irfft(khat, n=L, axis=-1)
     return K.reshape(lead + (H, L))
 
