@@ -122,14 +122,14 @@ def vandermonde(
         b_idx = jnp.where(reverse[:, None, :], (nb - 1) * T - b[:, None], b[:, None])  # (H, nb, M)
         inner = jnp.exp(log_z[:, :, None] * j_idx)
         outer = jnp.exp(log_z[:, None, :] * b_idx)
-    return _two_level_product(c, inner, outer, L)
+    return _two_level_product(c, _materialized(inner), _materialized(outer), L)
 
 
 def _two_level_product(
     c: Complex[Array, "*C H M"], inner: Complex[Array, "H M T"], outer: Complex[Array, "H nb M"], L: int
 ) -> Float[Array, "*C H L"]:
     """``Re Σ_m c_m outer[b, m] inner[m, j]`` at ``l = b·T + j`` (the first ``L``): one real batched matmul."""
-    outer = c[..., :, None, :] * outer  # (*C, H, nb, M)
+    outer = _materialized(c[..., :, None, :] * outer)  # (*C, H, nb, M)
     # Re(outer @ inner) = Re(outer) Re(inner) - Im(outer) Im(inner), as a single real matmul.
     lhs = jnp.concatenate([outer.real, -outer.imag], axis=-1)  # (*C, H, nb, 2M)
     rhs = jnp.concatenate([inner.real, inner.imag], axis=-2)  # (H, 2M, T)
@@ -537,7 +537,8 @@ def dplr_kernel_vandermonde(
     e_L = e_q if r == 0 else e_q + e_inner[..., r] + e_q * e_inner[..., r]  # ā^L - 1 = ā^{qT} ā^r - 1
     weight = 1 / ((1 - mu) * -e_L)  # 1/((1 - μ)(1 - ā^L))
     V = _dplr_numerators(Ct, P, B)  # (K, H, M)
-    s = _two_level_product(V * weight, 1 + e_inner, jnp.swapaxes(1 + e_outer[..., :nb], -1, -2), L)
+    inner, outer = _materialized(1 + e_inner), _materialized(jnp.swapaxes(1 + e_outer[..., :nb], -1, -2))
+    s = _two_level_product(V * weight, inner, outer, L)
     S = jnp.fft.rfft(2 * s, axis=-1)  # (K, H, J)
     J = L // 2 + 1
     b = jnp.asarray(1 + np.exp(-2j * np.pi * np.arange(J) / L), cdt)  # 1 + ω_j, float64 on the host
@@ -712,19 +713,19 @@ def dplr_kernel(
 # FFT convolution
 
 
-_ROW_MAJOR = Layout(major_to_minor=(0, 1))
-
-
-def _materialized(y: Float[Array, "L H"]) -> Float[Array, "L H"]:
+def _materialized(y: Inexact[Array, "*shape"]) -> Inexact[Array, "*shape"]:
     """``y`` unchanged, but written out once in its ordinary row-major layout.
 
     The constraint names ``y``'s default layout, so it changes no value and no layout; what it does is stop XLA from
-    fusing the transpose that produced ``y`` into ``y``'s consumers. Without it XLA:CPU copies the ``(H, 2L) -> (L, H)``
-    slice-and-transpose into every elementwise fusion that reads ``y`` (the activation after the layer and its
-    gradient: four of them in a GELU layer's forward+backward), each one a strided read; with it the transpose runs
-    once as its own copy and the consumers read contiguous memory (docs/benchmarks.md, "The convolution's layout").
+    fusing the computation of ``y`` into each of ``y``'s consumers. Without it XLA:CPU copies the ``(H, 2L) -> (L, H)``
+    slice-and-transpose of :func:`fft_conv` into every elementwise fusion that reads ``y`` (the activation after the
+    layer and its gradient: four of them in a GELU layer's forward+backward), each one a strided read; with it the
+    transpose runs once as its own copy and the consumers read contiguous memory (docs/benchmarks.md, "The
+    convolution's layout"). Likewise the Vandermonde powers (:func:`vandermonde`): XLA fused their complex
+    exponentials into the real and the imaginary half of the matmul operands separately, computing each power twice
+    or more per use.
     """
-    return with_layout_constraint(y, _ROW_MAJOR)
+    return with_layout_constraint(y, Layout(major_to_minor=tuple(range(y.ndim))))
 
 
 def fft_conv(
