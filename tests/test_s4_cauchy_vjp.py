@@ -91,3 +91,27 @@ def test_s4_layer_block_option():
     assert "f64[3,4,21]" in str(jax.make_jaxpr(lambda layer: layer.kernel(L))(auto))
     with pytest.raises(ValueError, match="block must be a positive"):
         ssm.S4(d_model=H, d_state=N, block=0, key=jax.random.key(0))
+
+
+def test_rank1_woodbury_in_real_arithmetic():
+    """``kernels._woodbury_rank1`` (the rank-1 Woodbury step on real and imaginary parts, Smith's quotient) against
+    complex arithmetic ``a - b c / (1 + d)``: both branches of the quotient (``|Re(1+d)|`` above and below ``|Im d|``),
+    float64 to rounding; and in float32 at ``|1 + d| ~ 1e20``, where forming ``|1 + d|²`` would overflow."""
+    rng = np.random.default_rng(3)
+    z = lambda *s: rng.normal(size=s) + 1j * rng.normal(size=s)  # noqa: E731
+    a, b, c = z(2, 50), z(2, 50), z(1, 50)
+    d = np.concatenate([z(1, 25) * 0.1 + 3.0, z(1, 25) * 0.1 + 3.0j], axis=-1)  # Re(1+d) large, then Im d large
+    assert (np.abs((1 + d).real) >= np.abs(d.imag)).sum() == 25
+    parts = [x for v in (a, b, c, d) for x in (jnp.asarray(v.real), jnp.asarray(v.imag))]
+    re, im = kernels._woodbury_rank1(*parts)
+    ref = a - b * c / (1 + d)
+    np.testing.assert_allclose(np.asarray(re) + 1j * np.asarray(im), ref, rtol=1e-14, atol=1e-14)
+
+    big = np.array([[3e20 + 1e20j, -1e20 + 4e20j]])
+    b32, c32 = np.array([[2e19 - 1e19j, 5e19 + 3e19j]]), np.array([[1.5 + 0.5j, -2 + 1j]])
+    a32 = np.array([[0.25 - 1j, 2 + 0.5j]])
+    parts = [jnp.asarray(x, jnp.float32) for v in (a32, b32, c32, big) for x in (v.real, v.imag)]
+    re, im = kernels._woodbury_rank1(*parts)
+    ref = a32 - b32 * c32 / (1 + big)
+    assert np.all(np.isfinite(re)) and np.all(np.isfinite(im))
+    np.testing.assert_allclose(np.asarray(re) + 1j * np.asarray(im), ref, rtol=1e-6)
