@@ -85,3 +85,12 @@ def _release_compiled_programs():
     yield
     jax.clear_caches()
     gc.collect()
+
+
+@pytest.fixture
+def quick_compile():
+    """The test's programs compiled with XLA's LLVM backend at -O0 (``_train_helpers.quick_compile``)."""
+    from _train_helpers import quick_compile
+
+    with quick_compile():
+        yield

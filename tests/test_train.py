@@ -16,6 +16,9 @@ from ssm.train import TrainingDiverged, train
 from ssm.train.optimizer import schedule
 from ssm.train.tracker import JsonlTracker, Tracker, read_metrics
 
+# The loop's behaviour on a tiny model: compilation is most of the time (conftest.py's quick_compile).
+pytestmark = pytest.mark.usefixtures("quick_compile")
+
 
 @pytest.fixture(autouse=True)
 def _toy(monkeypatch):
