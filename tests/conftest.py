@@ -67,6 +67,20 @@ def pytest_xdist_make_scheduler(config, log):
             module = nodeid.split("::", 1)[0]
             return XDIST_SAME_WORKER.get(module, module)
 
+        def _reschedule(self, node) -> None:
+            # xdist tops a worker up when it has 2 tests left (the running one and the next, which a worker needs
+            # before it runs one); its default tops up at 2 *or fewer*, so a worker queues a third. At the end of the
+            # run, where the units are single preset trainings of 5-15 s, the queued ones made one worker run on for
+            # two of them while the other had stopped. Here the next unit is sent when only the running test is left
+            # (a few milliseconds of waiting per unit).
+            if node.shutting_down:
+                return
+            if not self.workqueue:
+                node.shutdown()
+                return
+            if self._pending_of(self.assigned_work[node]) <= 1:
+                self._assign_work_unit(node)
+
     return ModuleScheduling(config, log)
 
 
