@@ -142,18 +142,24 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 @contextlib.contextmanager
 def quick_compile():
     """XLA's LLVM backend at -O0 inside the block (``jax_disable_most_optimizations``; the HLO passes, and so the
-    programs' operations and reduction orders, are unchanged), restored after it. For tests of a harness or of the
-    training system's plumbing on tiny models, whose time is nearly all compilation (a two-step preset run 35-40 %
-    faster), not for tests of numerical accuracy. The setting is part of the compilation cache's key, and
-    :func:`subprocess_env` passes it on to the processes started inside the block."""
+    programs' operations, are unchanged), restored after it. For tests of a harness or of the training system's
+    plumbing on tiny models, whose time is nearly all compilation (a two-step preset run 35-40 % faster); not for
+    tests of numerical accuracy nor of bit-identical results, which are checked as compiled for users.
+
+    The setting is not part of JAX's in-memory jit caches' key (it is part of the persistent compilation cache's):
+    a program compiled under one setting would be reused under the other, and a run would mix -O0 and -O2 programs
+    (a resume then differed from the uninterrupted run in the last bit). So the in-memory caches are cleared on
+    entry and exit. :func:`subprocess_env` passes the setting on to the processes started inside the block."""
     import jax
 
     before = jax.config.values["jax_disable_most_optimizations"]
+    jax.clear_caches()
     jax.config.update("jax_disable_most_optimizations", True)
     try:
         yield
     finally:
         jax.config.update("jax_disable_most_optimizations", before)
+        jax.clear_caches()
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
