@@ -68,11 +68,11 @@ def pytest_xdist_make_scheduler(config, log):
             return XDIST_SAME_WORKER.get(module, module)
 
         def _reschedule(self, node) -> None:
-            # xdist tops a worker up when it has 2 tests left (the running one and the next, which a worker needs
-            # before it runs one); its default tops up at 2 *or fewer*, so a worker queues a third. At the end of the
-            # run, where the units are single preset trainings of 5-15 s, the queued ones made one worker run on for
-            # two of them while the other had stopped. Here the next unit is sent when only the running test is left
-            # (a few milliseconds of waiting per unit).
+            # A worker starts a test only once it holds the next one (pytest's nextitem), so it needs 2 pending tests.
+            # xdist's default sends a unit whenever 2 or fewer are pending, so a worker holds its running test and two
+            # more: at the end of the run, where the units are single preset trainings of 5-15 s, one worker could run
+            # on for two of them after the other had stopped. Here a unit is sent when only the running test is left
+            # (it then waits one controller round trip, milliseconds, per unit).
             if node.shutting_down:
                 return
             if not self.workqueue:
