@@ -71,8 +71,8 @@ def pytest_xdist_make_scheduler(config, log):
             # A worker starts a test only once it holds the next one (pytest's nextitem), so it needs 2 pending tests.
             # xdist's default sends a unit whenever 2 or fewer are pending, so a worker holds its running test and two
             # more: at the end of the run, where the units are single preset trainings of 5-15 s, one worker could run
-            # on for two of them after the other had stopped. Here a unit is sent when only the running test is left
-            # (it then waits one controller round trip, milliseconds, per unit).
+            # on for two of them after the other had stopped. Here a unit is sent when one test is left (which then
+            # waits one controller round trip, milliseconds, before it starts: once per unit).
             if node.shutting_down:
                 return
             if not self.workqueue:
