@@ -66,7 +66,10 @@ def trained_gen_run(tmp_path_factory) -> str:
     base = os.path.join(str(tmp_path_factory.getbasetemp()), "gen-shared")
     run_dir = os.path.join(base, "run")
     if not os.path.exists(os.path.join(base, "done")):
+        from _train_helpers import quick_compile
+
         root = write_fake_mnist(os.path.join(base, "data"))
-        train(tiny_gen_config(run_dir, root), verbose=False)
+        with quick_compile():  # a tiny run, nearly all compilation; the tests compile their own programs after it
+            train(tiny_gen_config(run_dir, root), verbose=False)
         open(os.path.join(base, "done"), "w").close()
     return run_dir

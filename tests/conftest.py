@@ -67,6 +67,20 @@ def pytest_xdist_make_scheduler(config, log):
             module = nodeid.split("::", 1)[0]
             return XDIST_SAME_WORKER.get(module, module)
 
+        def _reschedule(self, node) -> None:
+            # A worker starts a test only once it holds the next one (pytest's nextitem), so it needs 2 pending tests.
+            # xdist's default sends a unit whenever 2 or fewer are pending, so a worker holds its running test and two
+            # more: at the end of the run, where the units are single preset trainings of 5-15 s, one worker could run
+            # on for two of them after the other had stopped. Here a unit is sent when one test is left (which then
+            # waits one controller round trip, milliseconds, before it starts: once per unit).
+            if node.shutting_down:
+                return
+            if not self.workqueue:
+                node.shutdown()
+                return
+            if self._pending_of(self.assigned_work[node]) <= 1:
+                self._assign_work_unit(node)
+
     return ModuleScheduling(config, log)
 
 
@@ -85,3 +99,12 @@ def _release_compiled_programs():
     yield
     jax.clear_caches()
     gc.collect()
+
+
+@pytest.fixture
+def quick_compile():
+    """The test's programs compiled with XLA's LLVM backend at -O0 (``_train_helpers.quick_compile``)."""
+    from _train_helpers import quick_compile
+
+    with quick_compile():
+        yield

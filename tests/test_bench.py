@@ -24,12 +24,16 @@ def _load(name: str):
 
 bench = _load("bench")
 
+# The harness's workers on tiny models: their time is compilation, and no timing is asserted (conftest.py).
+quick = pytest.mark.usefixtures("quick_compile")
+
 
 def _finite_positive(r: dict, *keys: str) -> None:
     for k in keys:
         assert math.isfinite(r[k]) and r[k] > 0, (k, r[k])
 
 
+@quick
 def test_layer_worker_fields():
     r = bench.layer_worker("S4", 32, 2, 4, 4, 1, "float32")  # S4 is built with l_max = the length
     _finite_positive(r, "fwd_ms", "fwd_bwd_ms", "compile_fwd_s", "compile_fwd_bwd_s", "tokens_per_s_fwd_bwd")
@@ -40,6 +44,7 @@ def test_layer_worker_fields():
     assert line.split()[:2] == ["S4", "32"]
 
 
+@quick
 def test_model_worker_trains_the_preset_step():
     # The preset's structure (norm, pooling, task, sequence length 784) with a tiny S4D backbone.
     over = dict(layer="s4d", d_model=4, n_layers=1, d_state=2, measure=None)
@@ -60,6 +65,7 @@ def test_model_set_parses_overrides_and_names_bad_fields():
         bench.parse_model_set(["dropout"])
 
 
+@quick
 def test_generation_worker_reports_the_ratio():
     r = bench.generation_worker("s4d", 64, 4, 4, 1, 4, 1)
     _finite_positive(r, "recurrent_tokens_per_s", "conv_tokens_per_s", "ratio")
@@ -90,6 +96,7 @@ def test_tables_show_errors():
     assert "error: boom" in bench.format_generation_table([{"layer": "s4d", "length": 8, "error": "boom"}])
 
 
+@quick
 def test_profile_parts_and_memory():
     prof = _load("bench_profile")
     layer = prof.make_layer("S4D", 4, 4, 16)
@@ -200,6 +207,7 @@ def test_dataset_info_without_the_files(monkeypatch, tmp_path):
     assert (info.task, info.d_input, info.d_output, info.seq_len) == ("lm", 33278, 33278, 1024)
 
 
+@quick
 def test_step_worker_and_table():
     # The demo preset (L = 64, no data needed), made bidirectional with dropout and BatchNorm post-norm (the LRA
     # block), tiny.
@@ -251,6 +259,7 @@ def test_interleave_keeps_every_call_and_what_disturbed_it():
     assert bench._calls_median({"calls": [{"sys_ms": 1.0}, {"sys_ms": 5.0}, {"sys_ms": 2.0}]}, "sys_ms") == "2"
 
 
+@quick
 def test_layer_floor_worker_and_table():
     r = bench.layer_floor_worker(["S4D", "S5"], 32, 2, 4, 4, 1)
     assert [x["layer"] for x in r["rows"]] == ["S4D", "S5"] and r["floor_ms"] > 0

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from test_bench import _load  # the scripts loaded as modules, as tests/test_bench.py does
+from test_bench import _load, quick  # the scripts loaded as modules, as tests/test_bench.py does
 
 floor = _load("bench_floor")
 
@@ -205,6 +205,7 @@ def test_groups_floor_dropout_keeps_the_rate():
     np.testing.assert_allclose(np.asarray(gx[0])[kept], np.asarray(ws[0])[kept] / 0.75, rtol=1e-12)
 
 
+@quick
 def test_step_worker_on_a_tiny_sashimi(monkeypatch):
     import configs
     from ssm.layer_configs import S4DConfig

@@ -18,6 +18,12 @@ from _train_helpers import PYTHON, leaves, load_state, register, subprocess_env,
 from ssm.train import CheckpointWarning, train
 from ssm.train.tracker import read_metrics
 
+# Tiny runs whose time is nearly all compilation: XLA's LLVM backend at -O0 (conftest.py's quick_compile), except
+# where a result must be bit-identical across programs (test_killed_during_save_resumes_from_last_complete_checkpoint):
+# that is checked as compiled for users.
+quick = pytest.mark.usefixtures("quick_compile")
+
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -95,6 +101,7 @@ def _corrupt(step_dir):
             fh.write(b"\x00garbage" * 3)
 
 
+@quick
 def test_corrupted_latest_is_skipped_with_a_warning_naming_it(tmp_path):
     cfg = tiny_config(tmp_path / "run", train=dict(steps=24, eval_every=0, save_every=8))
     first = tiny_config(tmp_path / "run", train=dict(steps=24, eval_every=0, save_every=8))
@@ -133,6 +140,7 @@ def test_corrupted_latest_is_skipped_with_a_warning_naming_it(tmp_path):
     assert all(np.isfinite(x).all() for x in leaves(model) if x.dtype.kind == "f")
 
 
+@quick
 def test_retention_best_checkpoint_and_evaluate_script(tmp_path, capsys):
     cfg = tiny_config(tmp_path / "run", train=dict(steps=24, eval_every=4, save_every=4, keep=2))
     res = train(cfg, verbose=False)
@@ -167,6 +175,7 @@ def test_retention_best_checkpoint_and_evaluate_script(tmp_path, capsys):
     assert all(np.isfinite(x).all() for x in leaves(latest) if x.dtype.kind == "f")
 
 
+@quick
 def test_plot_script(tmp_path):
     cfg = tiny_config(tmp_path / "run", train=dict(eval_every=8, save_every=0))
     train(cfg, verbose=False)

@@ -15,6 +15,9 @@ import pytest
 from _train_helpers import PYTHON, load_state, make_toy_module, register, subprocess_env, tiny_config, train_losses
 from ssm.train import train
 
+# Tiny runs, nearly all compilation; the worker processes get the same setting (subprocess_env).
+pytestmark = pytest.mark.usefixtures("quick_compile")
+
 WORKER = textwrap.dedent(
     """
     import sys

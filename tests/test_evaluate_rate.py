@@ -21,6 +21,7 @@ def _nll(logits, targets) -> float:
     return float(-logp[np.arange(len(targets)), targets].mean())
 
 
+@pytest.mark.usefixtures("quick_compile")  # a tiny run: compilation time
 def test_s4_speech_commands_at_rate_2(tmp_path):
     from ssm.train import train
 

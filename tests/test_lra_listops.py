@@ -307,6 +307,7 @@ def _script(name: str):
     return mod
 
 
+@pytest.mark.usefixtures("quick_compile")  # a tiny run: compilation time
 def test_rules_script_scores_a_trained_model_as_evaluate_does(mini, tmp_path, capsys):
     # A tiny lra.listops model trained a few steps; the script's per-row answers (length-sorted batches cut
     # to multiples of 256) must give the accuracy that scripts/evaluate.py computes through the training

@@ -20,6 +20,9 @@ from ssm.data.lra_gen import listops as gen_listops
 from ssm.data.lra_gen import pathfinder as gen_pathfinder
 from ssm.model import available_layers
 
+# Tiny runs of the presets, nearly all compilation (conftest.py's quick_compile).
+pytestmark = pytest.mark.usefixtures("quick_compile")
+
 
 def _small(name: str, root, run_dir, model_kw=None, **data) -> Config:
     cfg = configs.get_preset(name)

@@ -12,10 +12,13 @@ import warnings
 
 import pytest
 
-from _train_helpers import PYTHON, REPO, register, tiny_config
+from _train_helpers import PYTHON, REPO, quick_compile, register, tiny_config
 from ssm.train import RunDirMismatch, RunDirUnusable, train
 from ssm.train.run_dir import RunDirWarning
 from ssm.train.tracker import MetricsWarning, Tracker, read_metrics
+
+# Tiny runs, nearly all compilation; started processes get the same setting (subprocess_env).
+pytestmark = pytest.mark.usefixtures("quick_compile")
 
 
 @pytest.fixture(autouse=True)
@@ -41,8 +44,8 @@ def _events(run_dir):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A finished 8-step run (checkpoints 4 and 8), copied by each test that changes it."""
-    with pytest.MonkeyPatch.context() as mp:  # the toy datasets for this run only (the tests register their own)
-        register(mp)
+    with pytest.MonkeyPatch.context() as mp, quick_compile():  # the toy datasets for this run only (the tests
+        register(mp)  # register their own); compiled as the module's tests are (pytestmark above)
         d = str(tmp_path_factory.mktemp("rd") / "run")
         train(_cfg(d), verbose=False)
     return d

@@ -16,12 +16,18 @@ from ssm.train import TrainingDiverged, train
 from ssm.train.optimizer import schedule
 from ssm.train.tracker import JsonlTracker, Tracker, read_metrics
 
+# Tiny runs whose time is nearly all compilation: XLA's LLVM backend at -O0 (conftest.py's quick_compile), except
+# where a result must be bit-identical across programs (test_resume_is_bit_identical_and_ctrl_c_saves):
+# that is checked as compiled for users.
+quick = pytest.mark.usefixtures("quick_compile")
+
 
 @pytest.fixture(autouse=True)
 def _toy(monkeypatch):
     register(monkeypatch)
 
 
+@quick
 def test_loss_falls_and_run_dir_contents(tmp_path, capsys):
     cfg = tiny_config(tmp_path / "run", train=dict(progress="lines"))
     res = train(cfg)
@@ -78,6 +84,7 @@ def test_resume_is_bit_identical_and_ctrl_c_saves(tmp_path):
     assert la == lb
 
 
+@quick
 def test_one_and_four_devices_give_the_same_losses(tmp_path):
     import jax
 
@@ -91,6 +98,7 @@ def test_one_and_four_devices_give_the_same_losses(tmp_path):
     np.testing.assert_allclose([l4[s] for s in l4], [l1[s] for s in l4], rtol=1e-10, atol=0)
 
 
+@quick
 def test_nan_loss_stops_and_names_a_checkpoint_older_than_the_nan(tmp_path, monkeypatch):
     from _train_helpers import make_toy_module
     from ssm.data import DATASETS
@@ -110,12 +118,14 @@ def test_nan_loss_stops_and_names_a_checkpoint_older_than_the_nan(tmp_path, monk
     assert all(np.isfinite(x).all() for x in leaves(state) if x.dtype.kind == "f")
 
 
+@quick
 def test_nan_before_any_checkpoint_says_so(tmp_path):
     bad = tiny_config(tmp_path / "run", data=dict(name="toy_nan"), train=dict(eval_every=0))
     with pytest.raises(TrainingDiverged, match="no checkpoint yet"):
         train(bad)
 
 
+@quick
 def test_noop_tracker_and_finished_run_rerun(tmp_path):
     cfg = tiny_config(tmp_path / "run", train=dict(eval_every=0, save_every=0))
     res = train(cfg, tracker=Tracker())
@@ -125,6 +135,7 @@ def test_noop_tracker_and_finished_run_rerun(tmp_path):
     assert math.isfinite(res["test"]["loss"])
 
 
+@quick
 def test_plateau_schedule_steps_at_validations_and_is_checkpointed(tmp_path):
     # A model that cannot change (lr 1e-9, LayerNorm, no dropout): validation accuracy ties at every
     # evaluation, so with patience 0 each validation after the first halves the lr.
