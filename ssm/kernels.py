@@ -425,9 +425,9 @@ def dplr_kernel_from_ctilde(
     kernel's error for every HiPPO measure (``scripts/bench_precision.py``); what remains is the float32 rounding of
     the near-pole terms before the Woodbury correction cancels them. The sums are evaluated over
     blocks of at most ``block`` frequencies (default ``None``: about ``786432/(H M)``, ``_BLOCK_ELEMENTS``) by
-    :func:`_cauchy_sums` (``lax.map`` with a hand-written gradient that recomputes each block's reciprocals once), so
-    memory is ``O(H M block)`` forward and backward, never ``O(H M L)``; the rank-``R`` Woodbury correction, the phase
-    and the ``irfft`` act on the ``O(H K L)`` sums.
+    :func:`_cauchy_sums` (a loop over blocks with a hand-written gradient that recomputes each block's reciprocals
+    once), so memory is ``O(H M block)`` forward and backward, never ``O(H M L)``; the rank-``R`` Woodbury correction,
+    the phase and the ``irfft`` act on the ``O(H K L)`` sums (at rank 1 in real arithmetic, :func:`_woodbury_rank1`).
     """
     lead = Ct.shape[:-2]
     H, M = A.shape
