@@ -199,4 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 if __name__ == "__main__":
+    import host_memory  # scripts/host_memory.py: glibc's malloc on transparent huge pages
+
+    host_memory.reexec_with_hugetlb_malloc()
     sys.exit(main())
