@@ -442,9 +442,7 @@ def dplr_kernel_from_ctilde(
     nb, Jb = _freq_blocks(J, _auto_block(H, M) if block is None else block)
     # a = 1 - ω = 2φ·i sin(θ/2), b = 1 + ω = 2φ·cos(θ/2) with the common phase φ = e^{-iθ/2}: the Cauchy sums are
     # homogeneous of degree -1 in (a, b), so they are evaluated at (i sin, cos) and the phase 1/(2φ) applied at the end.
-    half_theta = np.pi / L * np.arange(J)
-    s, c = jnp.asarray(np.sin(half_theta), rdt), jnp.asarray(np.cos(half_theta), rdt)  # (J,), as _sin_cos's
-    phase = jnp.asarray((np.cos(half_theta) + 1j * np.sin(half_theta)) / 2, cdt)
+    s, c = (x[0] for x in _sin_cos(L, 1, J, rdt))  # (J,): the values the blocks use
     half_dt = dt / 2
     mu = (half_dt[:, None] * A).astype(cdt)  # (H, M)
     V = _dplr_numerators(Ct, P, B).transpose(1, 0, 2)  # (H, K, M)
@@ -465,10 +463,9 @@ def dplr_kernel_from_ctilde(
         ar, br = jnp.split(T_re, sizes, axis=1), jnp.split(T_im, sizes, axis=1)
         S = [(-s * br[i] - c * ar[i + 4], s * ar[i] - c * br[i + 4]) for i in range(4)]
         k_re, k_im = _woodbury_rank1(*S[0], hb * S[1][0], hb * S[1][1], *S[2], hb * S[3][0], hb * S[3][1])
-        # times Δ·phase, phase = e^{iθ/2}/2
-        p_re, p_im = (jnp.asarray(x / 2, rdt) for x in (np.cos(half_theta), np.sin(half_theta)))
-        dt_ = dt[:, None, None]
-        khat = jax.lax.complex(dt_ * (k_re * p_re - k_im * p_im), dt_ * (k_re * p_im + k_im * p_re))  # (H, nC, J)
+        # times Δ·phase, phase = e^{iθ/2}/2 = (c + i s)/2
+        dt_ = dt[:, None, None] / 2
+        khat = jax.lax.complex(dt_ * (k_re * c - k_im * s), dt_ * (k_re * s + k_im * c))  # (H, nC, J)
         khat = jnp.swapaxes(khat, 0, 1)
     else:
         S = (-s * T_im[:, :nK] - c * T_re[:, nK:]) + 1j * (s * T_re[:, :nK] - c * T_im[:, nK:])  # (H, K, J)
@@ -481,7 +478,7 @@ def dplr_kernel_from_ctilde(
         # woodbury works on trailing (R,) / (R, R).
         k01, k10, k11 = jnp.moveaxis(k01, 1, -1), jnp.moveaxis(k10, 1, -1), jnp.moveaxis(k11, (1, 2), (-2, -1))
         khat = woodbury(k00, k01, jnp.broadcast_to(k10, k01.shape), jnp.broadcast_to(k11, k01.shape + (R,)))
-        khat = khat * (dt[:, None] * phase)
+        khat = khat * (dt[:, None] * jax.lax.complex(c, s) / 2)  # times Δ·phase
     K = jnp.fft.irfft(khat, n=L, axis=-1)
     return K.reshape(lead + (H, L))
 
@@ -514,8 +511,8 @@ def dplr_kernel_vandermonde(
     float32 and transformed in float64 already errs by 1.6e-6 (LegS) to 2.4e-5 (FouT). The likely mechanism: a
     rounding of ``s`` spreads over every frequency at the scale of the largest (near-pole) sums, which the Woodbury
     correction then cancels; per-frequency Cauchy sums err relative to their own size.
-    It forms no per-frequency reciprocals, forward or backward; since the Cauchy form's hand-written gradient
-    (:func:`_cauchy_sums`) both cost about the same on CPU, and S4's default stays the more accurate Cauchy form.
+    It forms no per-frequency reciprocals, forward or backward; since the Cauchy form got its hand-written gradient
+    (:func:`_cauchy_sums`) both forms cost about the same on CPU, and S4's default stays the more accurate Cauchy form.
     """
     lead = Ct.shape[:-2]
     H, M = A.shape
