@@ -169,3 +169,44 @@ def test_diagonal_kernel_of_stacked_output_matrices_equals_powers(disc):
     for i in range(2):
         ref = f * np.real(np.einsum("hm,hml->hl", C[i] * coef, base[..., None] ** l))
         np.testing.assert_allclose(K[i], ref, rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed"])
+def test_one_channel_encoder_equals_the_linear_map_per_step(precision):
+    """A one-channel input is encoded as ``x_t·w + b`` by broadcasting (``SequenceModel._encode``): the same numbers
+    as ``eqx.nn.Linear`` applied at every step (float32, bitwise; mixed precision in bfloat16), and in float64 the
+    same gradients w.r.t. the weight, the bias and the input."""
+    from ssm.config import ModelConfig
+    from ssm.data.base import DatasetInfo
+    from ssm.model import make_model
+    from ssm.precision import cast_floats
+
+    info = DatasetInfo(task="classification", d_input=1, d_output=3, seq_len=16)
+    cfg = ModelConfig(layer="s4d", d_model=8, n_layers=1, d_state=4, norm="layer", precision=precision)
+    model, _ = make_model(cfg, info, key=jax.random.PRNGKey(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (16, 1))
+    y = model._encode(x)
+    if precision == "mixed":
+        ref = jax.vmap(cast_floats(model.encoder, jnp.bfloat16))(x.astype(jnp.bfloat16))
+        assert y.dtype == jnp.bfloat16
+    else:
+        ref = jax.vmap(model.encoder)(x)
+    assert y.shape == (16, 8)
+    np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(ref, np.float32))
+
+    if precision == "mixed":
+        return
+    with jax.enable_x64():
+        m64 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64) if eqx.is_inexact_array(a) else a, model)
+        x64 = x.astype(jnp.float64)
+        w = jax.random.normal(jax.random.PRNGKey(2), (16, 8), jnp.float64)
+
+        def loss(enc, x, fn):
+            return jnp.sum(fn(eqx.tree_at(lambda m: m.encoder, m64, enc), x) * w)
+
+        fast = jax.grad(loss, argnums=(0, 1))(m64.encoder, x64, lambda m, x: m._encode(x))
+        # the written-out map: y_th = W_h0 x_t0 + b_h, an independent statement of the same linear map
+        slow = jax.grad(loss, argnums=(0, 1))(m64.encoder, x64, lambda m, x: x @ m.encoder.weight.T + m.encoder.bias)
+        for a, b in zip(jax.tree_util.tree_leaves(fast), jax.tree_util.tree_leaves(slow)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-14, atol=1e-14)
+        np.testing.assert_allclose(np.asarray(fast[0].weight)[:, 0], np.asarray(w.T @ x64[:, 0]), rtol=1e-13)
