@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import host_memory  # scripts/host_memory.py: glibc's malloc on transparent huge pages
+    import host_memory  # scripts/host_memory.py: glibc's malloc keeps the memory a step frees
 
-    host_memory.reexec_with_hugetlb_malloc()
+    host_memory.reexec_with_tuned_malloc()
     sys.exit(main())

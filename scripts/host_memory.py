@@ -1,16 +1,33 @@
-"""Start-up setting for the host memory of XLA:CPU programs: glibc's ``malloc`` backed by transparent huge pages.
+"""Start-up setting for the host memory of XLA:CPU programs: glibc's ``malloc`` keeps the memory a step frees, on
+transparent huge pages.
 
-XLA:CPU allocates a large step's buffers with ``malloc``; blocks above glibc's mmap threshold are mapped afresh
-and zero-filled by the kernel on every call, page by 4 KiB page. On the project's 2-core CPU a Path-X train step
-(batch 2) took 1.2-1.5 million page faults and 3.7-4.2 s of system time out of 14 CPU seconds; with glibc's
-``glibc.malloc.hugetlb=1`` tunable (glibc >= 2.35: ``malloc`` marks its memory for transparent huge pages with
-``madvise``) the same step took 3.7 thousand faults and 0.46 s of system time, and ran 28 % faster
-(docs/benchmarks.md, "The step's OS time"). glibc reads its tunables once, when the process starts, so a program
-that wants them re-executes itself: :func:`reexec_with_hugetlb_malloc`, called first thing by `scripts/train.py`,
-`scripts/evaluate.py` and `scripts/generate.py` (not by `scripts/bench.py`, whose figures stay comparable with the
-earlier ones; run it under ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` to time the training programs' setting).
-``SSM_NO_HUGETLB_MALLOC=1`` turns it off; where the system disables transparent huge pages
-(``/sys/kernel/mm/transparent_hugepage/enabled`` = ``never``) the tunable does nothing.
+XLA:CPU takes every buffer of a step from ``malloc`` and frees it when the step is done. By default glibc maps large
+blocks afresh (``mmap``) and gives them back (``munmap``) at each free, and its per-thread arenas give back the tops
+of their heaps, so the kernel maps and zero-fills the step's working set again on every call, 4 KiB page by page:
+on the project's 2-core CPU 0.4-1.5 million page faults and 0.7-2.6 s of system time per train step (``mnist.smnist``
+batch 50, ``audio.sc09`` batch 1, ``lm.wt2`` batch 2, ``lra.pathx`` batch 2; docs/benchmarks.md, "The step's OS
+time"). Four glibc tunables remove that:
+
+- ``glibc.malloc.mmap_max=0``: no block is mapped on its own; all come from the heap and go back to it;
+- ``glibc.malloc.arena_max=1``: one heap (the main arena) for all threads, so nothing is given back with a thread
+  arena's heap;
+- ``glibc.malloc.trim_threshold=2**36``: the heap's top is not returned to the system either;
+- ``glibc.malloc.hugetlb=1`` (glibc >= 2.35): the heap is marked for transparent huge pages (``madvise``), which
+  keeps the TLB cost of the reused memory down (``lm.wt2`` spent 25 % more user time without it; ``lra.listops``
+  16 % more with it: the four together were the fastest of the settings measured on five of six presets).
+
+After the first calls a step then takes no page faults at all. The cost is memory: the heap keeps its high-water
+mark, and where the order of allocations varies between calls it can grow past the step's working set (``lra.pathx``
+batch 2: 11.6 GiB after some steps against 6.3 GiB; the other presets measured stayed within 5 % of the default).
+The previous setting here, ``glibc.malloc.hugetlb=1`` alone, still mapped and unmapped the large blocks: on
+``mnist.smnist`` and ``audio.sc09`` every other step paid 1.6-2 s of system time (huge-page compaction).
+
+glibc reads its tunables once, when the process starts, so a program that wants them re-executes itself:
+:func:`reexec_with_tuned_malloc`, called first thing by `scripts/train.py`, `scripts/evaluate.py` and
+`scripts/generate.py` (not by `scripts/bench.py`, whose figures stay comparable with the earlier ones; prefix it with
+``GLIBC_TUNABLES=`` and :data:`TUNABLES` joined by ``:`` to time the training programs' setting).
+``SSM_DEFAULT_MALLOC=1`` (or the earlier ``SSM_NO_HUGETLB_MALLOC=1``) keeps glibc's defaults; a ``GLIBC_TUNABLES``
+that already sets any of the four is left as it is (the user's choice).
 """
 
 from __future__ import annotations
@@ -19,14 +36,25 @@ import os
 import platform
 import sys
 
-TUNABLE = "glibc.malloc.hugetlb=1"
-OPT_OUT = "SSM_NO_HUGETLB_MALLOC"
+TUNABLES = (
+    "glibc.malloc.mmap_max=0",
+    "glibc.malloc.arena_max=1",
+    f"glibc.malloc.trim_threshold={1 << 36}",
+    "glibc.malloc.hugetlb=1",
+)
+OPT_OUT = "SSM_DEFAULT_MALLOC"
+OPT_OUT_OLD = "SSM_NO_HUGETLB_MALLOC"
 
 
-def hugetlb_env(environ: dict[str, str]) -> dict[str, str] | None:
-    """``environ`` with :data:`TUNABLE` added to ``GLIBC_TUNABLES``, or None where nothing is to change: not Linux with
-    glibc 2.35 or later, the opt-out set, or a ``glibc.malloc.hugetlb`` value already given (the user's choice)."""
-    if sys.platform != "linux" or environ.get(OPT_OUT, "") not in ("", "0"):
+def _names(tunables: str) -> set[str]:
+    return {t.split("=", 1)[0].strip() for t in tunables.split(":") if t.strip()}
+
+
+def tuned_env(environ: dict[str, str]) -> dict[str, str] | None:
+    """``environ`` with :data:`TUNABLES` added to ``GLIBC_TUNABLES``, or None where nothing is to change: not Linux with
+    glibc 2.35 or later, an opt-out set, or one of the four tunables already given (the user's choice, or this
+    process is the re-executed one)."""
+    if sys.platform != "linux" or any(environ.get(v, "") not in ("", "0") for v in (OPT_OUT, OPT_OUT_OLD)):
         return None
     libc, version = platform.libc_ver()
     try:
@@ -36,16 +64,17 @@ def hugetlb_env(environ: dict[str, str]) -> dict[str, str] | None:
     if libc != "glibc" or (major, minor) < (2, 35):
         return None
     current = environ.get("GLIBC_TUNABLES", "")
-    if "glibc.malloc.hugetlb" in current:
+    if _names(current) & _names(":".join(TUNABLES)):
         return None
-    return {**environ, "GLIBC_TUNABLES": f"{current}:{TUNABLE}" if current else TUNABLE}
+    added = ":".join(TUNABLES)
+    return {**environ, "GLIBC_TUNABLES": f"{current}:{added}" if current else added}
 
 
-def reexec_with_hugetlb_malloc() -> None:
+def reexec_with_tuned_malloc() -> None:
     """Replace this process by the same command (``sys.orig_argv``: interpreter options included) with
-    :func:`hugetlb_env`'s environment; return at once where that is None (including in the re-executed process,
+    :func:`tuned_env`'s environment; return at once where that is None (including in the re-executed process,
     whose ``GLIBC_TUNABLES`` then has the setting). Call it before anything else: nothing of this process survives."""
-    env = hugetlb_env(dict(os.environ))
+    env = tuned_env(dict(os.environ))
     if env is None:
         return
     sys.stdout.flush()

@@ -1,5 +1,6 @@
-"""scripts/host_memory.py: the training scripts re-execute themselves once with glibc's ``malloc`` on transparent huge
-pages (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``), unless told not to or where glibc cannot."""
+"""scripts/host_memory.py: the training scripts re-execute themselves once with glibc's ``malloc`` keeping the memory
+a step frees (``GLIBC_TUNABLES``: ``mmap_max=0``, ``arena_max=1``, a high ``trim_threshold``, ``hugetlb=1``), unless
+told not to or where glibc cannot."""
 
 import os
 import subprocess
@@ -18,44 +19,49 @@ def linux_glibc(monkeypatch):
     monkeypatch.setattr(host_memory.platform, "libc_ver", lambda: ("glibc", "2.36"))
 
 
-def test_env_adds_the_tunable_once(linux_glibc):
-    assert host_memory.hugetlb_env({"A": "1"}) == {"A": "1", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+def test_env_adds_the_tunables_once(linux_glibc):
+    added = "glibc.malloc.mmap_max=0:glibc.malloc.arena_max=1:glibc.malloc.trim_threshold=68719476736:glibc.malloc.hugetlb=1"
+    assert host_memory.tuned_env({"A": "1"}) == {"A": "1", "GLIBC_TUNABLES": added}
     # the user's other tunables are kept
-    env = host_memory.hugetlb_env({"GLIBC_TUNABLES": "glibc.malloc.check=3"})
-    assert env["GLIBC_TUNABLES"] == "glibc.malloc.check=3:glibc.malloc.hugetlb=1"
-    # a hugetlb value already given (the user's, or after the re-execution) is left alone
-    assert host_memory.hugetlb_env({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}) is None
-    assert host_memory.hugetlb_env({"GLIBC_TUNABLES": env["GLIBC_TUNABLES"]}) is None
-    assert host_memory.hugetlb_env({"SSM_NO_HUGETLB_MALLOC": "1"}) is None
-    assert host_memory.hugetlb_env({"SSM_NO_HUGETLB_MALLOC": "0"}) is not None
+    env = host_memory.tuned_env({"GLIBC_TUNABLES": "glibc.malloc.check=3"})
+    assert env["GLIBC_TUNABLES"] == "glibc.malloc.check=3:" + added
+    # any of the four already given (the user's choice, or after the re-execution) leaves the environment alone
+    for given in ("glibc.malloc.hugetlb=0", "glibc.malloc.check=3:glibc.malloc.arena_max=4",
+                  "glibc.malloc.mmap_max=65536", "glibc.malloc.trim_threshold=131072", env["GLIBC_TUNABLES"]):
+        assert host_memory.tuned_env({"GLIBC_TUNABLES": given}) is None, given
+    # a tunable whose name only contains one of them is not one of them
+    assert host_memory.tuned_env({"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=1"}) is not None
+    for opt_out in ("SSM_DEFAULT_MALLOC", "SSM_NO_HUGETLB_MALLOC"):
+        assert host_memory.tuned_env({opt_out: "1"}) is None
+        assert host_memory.tuned_env({opt_out: "0"}) is not None
 
 
 @pytest.mark.parametrize("libc", [("glibc", "2.34"), ("", ""), ("musl", "1.2")])
 def test_env_unchanged_without_a_glibc_that_has_the_tunable(monkeypatch, libc):
     monkeypatch.setattr(host_memory.sys, "platform", "linux")
     monkeypatch.setattr(host_memory.platform, "libc_ver", lambda: libc)
-    assert host_memory.hugetlb_env({}) is None
+    assert host_memory.tuned_env({}) is None
     monkeypatch.setattr(host_memory.platform, "libc_ver", lambda: ("glibc", "2.36"))
     monkeypatch.setattr(host_memory.sys, "platform", "darwin")
-    assert host_memory.hugetlb_env({}) is None
+    assert host_memory.tuned_env({}) is None
 
 
 def test_a_script_reexecutes_itself_once_with_its_arguments(tmp_path):
     """A real process: the script calls the function first thing, as scripts/train.py does; it runs once more with the
-    tunable set (where this platform qualifies), with its interpreter options and arguments, and only once."""
+    tunables set (where this platform qualifies), with its interpreter options and arguments, and only once."""
     script = tmp_path / "prog.py"
     script.write_text(
         "import os, sys\n"
         f"sys.path.insert(0, {SCRIPTS!r})\n"
         "print('start', flush=True)\n"
         "import host_memory\n"
-        "host_memory.reexec_with_hugetlb_malloc()\n"
+        "host_memory.reexec_with_tuned_malloc()\n"
         "print('tunables', os.environ.get('GLIBC_TUNABLES', '-'), 'args', sys.argv[1:], 'O', sys.flags.optimize)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", host_memory.OPT_OUT)}
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", host_memory.OPT_OUT, host_memory.OPT_OUT_OLD)}
     out = subprocess.run([sys.executable, "-O", str(script), "a", "b c"], env=env, capture_output=True, text=True,
                          check=True).stdout.splitlines()
-    expected = host_memory.hugetlb_env(env)
+    expected = host_memory.tuned_env(env)
     if expected is None:  # not Linux with glibc >= 2.35: nothing to do, one run
         assert out == ["start", "tunables - args ['a', 'b c'] O 1"]
     else:
