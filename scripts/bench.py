@@ -346,6 +346,7 @@ def model_worker(preset: str, *, batch: int | None, steps: int, overrides: dict,
     import jax
     import jax.numpy as jnp
 
+    import bench_floor as bf
     from ssm.model import count_params
 
     load_before = _load()
@@ -366,10 +367,10 @@ def model_worker(preset: str, *, batch: int | None, steps: int, overrides: dict,
     t0 = time.perf_counter()
     compiled = lowered.compile()
     compile_s = time.perf_counter() - t0
-    m = cfg.model
+    d = bf.describe(cfg)  # the residual backbone and the ssm.nn ones (SaShiMi, adaptive LM, pooled) alike
     result = {
-        "preset": preset, "layer": str(m.layer), "n_layers": m.n_layers, "d_model": m.d_model,
-        "d_state": m.d_state, "norm": m.norm, "scan_layers": m.scan_layers, "precision": precision,
+        "preset": preset, "layer": d["layer"], "n_layers": d["n_layers"], "d_model": d["d_model"],
+        "d_state": d["d_state"], "norm": d["norm"], "scan_layers": d["scan_layers"], "precision": precision,
         "batch": B, "L": L, "params": count_params(state.model), "init_s": init_s,
         "trace_lower_s": lower_s, "compile_s": compile_s, "compile_total_s": lower_s + compile_s,
     }
@@ -388,6 +389,8 @@ def model_worker(preset: str, *, batch: int | None, steps: int, overrides: dict,
         step_s = statistics.median(times)
         result.update(
             step_ms=step_s * 1e3, step_cpu_ms=statistics.median(cpu) * 1e3,
+            # the mean as well: with some host allocators every other step pays the OS (scripts/host_memory.py)
+            step_mean_ms=statistics.mean(times) * 1e3, step_all_ms=[t * 1e3 for t in times],
             examples_per_s=B / step_s, tokens_per_s=B * L / step_s,
             loss=float(metrics["loss"]), steps_timed=steps,
         )
@@ -638,7 +641,7 @@ def _model_name(r: dict) -> str:
 
 
 def format_model_table(rows: list[dict]) -> str:
-    head = (f"{'model':<30} {'size':>16} {'B':>3} {'L':>6} {'compile s':>10} {'step ms':>9} "
+    head = (f"{'model':<30} {'size':>16} {'B':>3} {'L':>6} {'compile s':>10} {'step ms':>9} {'mean ms':>8} "
             f"{'ex/s':>8} {'tok/s':>9} {'peak MiB':>9}  {'load':>11}")
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -646,8 +649,8 @@ def format_model_table(rows: list[dict]) -> str:
             lines.append(f"{_model_name(r):<30}  error: {r['error']}")
             continue
         size = f"{r['n_layers']}x{r['d_model']} N={r['d_state']}"
-        step = f"{r['step_ms']:>9.0f} {r['examples_per_s']:>8.2f} {r['tokens_per_s']:>9.0f}" if "step_ms" in r \
-            else f"{'-':>9} {'-':>8} {'-':>9}"
+        step = (f"{r['step_ms']:>9.0f} {r.get('step_mean_ms', float('nan')):>8.0f} {r['examples_per_s']:>8.2f} "
+                f"{r['tokens_per_s']:>9.0f}") if "step_ms" in r else f"{'-':>9} {'-':>8} {'-':>8} {'-':>9}"
         lines.append(
             f"{_model_name(r):<30} {size:>16} {r['batch']:>3} {r['L']:>6} {r['compile_total_s']:>10.1f} "
             f"{step} {r['peak_mib']:>9.0f}  {_load_col(r):>11}"

@@ -52,6 +52,7 @@ def test_model_worker_trains_the_preset_step():
     assert (r["preset"], r["batch"], r["L"], r["n_layers"], r["d_model"]) == ("mnist.smnist", 2, 784, 1, 4)
     _finite_positive(r, "compile_s", "step_ms", "examples_per_s", "tokens_per_s", "params")
     assert r["tokens_per_s"] == pytest.approx(r["examples_per_s"] * 784)
+    assert len(r["step_all_ms"]) == 1 and r["step_mean_ms"] == pytest.approx(r["step_all_ms"][0]) == r["step_ms"]
     assert math.isfinite(r["loss"])
     assert "mnist.smnist" in bench.format_model_table([r]).splitlines()[-1]
 
@@ -268,3 +269,17 @@ def test_layer_floor_worker_and_table():
     table = bench.format_layer_floor_table(r)
     print(table)
     assert "S5" in table.splitlines()[-1] and "commit" in table
+
+
+@quick
+@pytest.mark.parametrize("preset,over", [
+    ("audio.sc09", dict(d_model=4, n_layers=1, pool=(4,), expand=2)),
+    ("lm.wt2", dict(d_model=64, n_layers=1)),
+])
+def test_model_worker_times_the_nn_backbones(preset, over):
+    """``--suites models`` on the ssm.nn backbones (SaShiMi, the adaptive LM): their configs have no residual-stack
+    fields (``norm``, ``scan_layers``); the row is filled from ``bench_floor.describe``."""
+    r = bench.model_worker(preset, batch=1, steps=1, overrides=over, precision="float32", compile_only=False)
+    assert (r["preset"], r["n_layers"], r["d_model"]) == (preset, 1, over["d_model"])
+    _finite_positive(r, "compile_s", "step_ms", "step_mean_ms", "params")
+    assert preset in bench.format_model_table([r]).splitlines()[-1]
