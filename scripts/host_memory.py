@@ -26,8 +26,10 @@ glibc reads its tunables once, when the process starts, so a program that wants 
 :func:`reexec_with_tuned_malloc`, called first thing by `scripts/train.py`, `scripts/evaluate.py` and
 `scripts/generate.py` (not by `scripts/bench.py`, whose figures stay comparable with the earlier ones; prefix it with
 ``GLIBC_TUNABLES=`` and :data:`TUNABLES` joined by ``:`` to time the training programs' setting).
-``SSM_DEFAULT_MALLOC=1`` (or the earlier ``SSM_NO_HUGETLB_MALLOC=1``) keeps glibc's defaults; a ``GLIBC_TUNABLES``
-that already sets any of the four is left as it is (the user's choice).
+``SSM_MALLOC`` picks the mode: ``keep`` (the default: the four tunables), ``hugepages`` (``glibc.malloc.hugetlb=1``
+alone: the previous setting, the better one where memory is tight, e.g. ``lra.pathx`` on a CPU) or ``glibc`` (glibc's
+defaults; so does the earlier ``SSM_NO_HUGETLB_MALLOC=1``). A ``GLIBC_TUNABLES`` that already sets any of the four is
+left as it is (the user's choice).
 """
 
 from __future__ import annotations
@@ -36,14 +38,19 @@ import os
 import platform
 import sys
 
-TUNABLES = (
-    "glibc.malloc.mmap_max=0",
-    "glibc.malloc.arena_max=1",
-    f"glibc.malloc.trim_threshold={1 << 36}",
-    "glibc.malloc.hugetlb=1",
-)
-OPT_OUT = "SSM_DEFAULT_MALLOC"
-OPT_OUT_OLD = "SSM_NO_HUGETLB_MALLOC"
+MODES = {
+    "keep": (
+        "glibc.malloc.mmap_max=0",
+        "glibc.malloc.arena_max=1",
+        f"glibc.malloc.trim_threshold={1 << 36}",
+        "glibc.malloc.hugetlb=1",
+    ),
+    "hugepages": ("glibc.malloc.hugetlb=1",),
+    "glibc": (),
+}
+MODE = "SSM_MALLOC"
+TUNABLES = MODES["keep"]  # the default mode
+OPT_OUT_OLD = "SSM_NO_HUGETLB_MALLOC"  # the earlier switch: 1 means SSM_MALLOC=glibc
 
 
 def _names(tunables: str) -> set[str]:
@@ -51,10 +58,17 @@ def _names(tunables: str) -> set[str]:
 
 
 def tuned_env(environ: dict[str, str]) -> dict[str, str] | None:
-    """``environ`` with :data:`TUNABLES` added to ``GLIBC_TUNABLES``, or None where nothing is to change: not Linux with
-    glibc 2.35 or later, an opt-out set, or one of the four tunables already given (the user's choice, or this
-    process is the re-executed one)."""
-    if sys.platform != "linux" or any(environ.get(v, "") not in ("", "0") for v in (OPT_OUT, OPT_OUT_OLD)):
+    """``environ`` with the tunables of the ``SSM_MALLOC`` mode (:data:`MODES`, default ``keep``) added to
+    ``GLIBC_TUNABLES``, or None where nothing is to change: not Linux with glibc 2.35 or later, the mode ``glibc``
+    (or ``SSM_NO_HUGETLB_MALLOC=1``), or one of the mode's tunables already given (the user's choice, or this process
+    is the re-executed one). An unknown mode is an error that names the choices."""
+    mode = environ.get(MODE, "") or "keep"
+    if mode not in MODES:
+        raise SystemExit(f"{MODE}={mode!r} is not a host-memory mode: use one of {', '.join(MODES)} "
+                         "(scripts/host_memory.py)")
+    if environ.get(OPT_OUT_OLD, "") not in ("", "0"):
+        mode = "glibc"
+    if sys.platform != "linux" or not MODES[mode]:
         return None
     libc, version = platform.libc_ver()
     try:
@@ -64,9 +78,9 @@ def tuned_env(environ: dict[str, str]) -> dict[str, str] | None:
     if libc != "glibc" or (major, minor) < (2, 35):
         return None
     current = environ.get("GLIBC_TUNABLES", "")
-    if _names(current) & _names(":".join(TUNABLES)):
+    if _names(current) & _names(":".join(MODES["keep"])):
         return None
-    added = ":".join(TUNABLES)
+    added = ":".join(MODES[mode])
     return {**environ, "GLIBC_TUNABLES": f"{current}:{added}" if current else added}
 
 

@@ -31,9 +31,14 @@ def test_env_adds_the_tunables_once(linux_glibc):
         assert host_memory.tuned_env({"GLIBC_TUNABLES": given}) is None, given
     # a tunable whose name only contains one of them is not one of them
     assert host_memory.tuned_env({"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=1"}) is not None
-    for opt_out in ("SSM_DEFAULT_MALLOC", "SSM_NO_HUGETLB_MALLOC"):
-        assert host_memory.tuned_env({opt_out: "1"}) is None
-        assert host_memory.tuned_env({opt_out: "0"}) is not None
+    # the modes: keep (default), hugepages (hugetlb alone), glibc (nothing; also the earlier switch)
+    assert host_memory.tuned_env({"SSM_MALLOC": "keep"})["GLIBC_TUNABLES"] == added
+    assert host_memory.tuned_env({"SSM_MALLOC": "hugepages"})["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+    assert host_memory.tuned_env({"SSM_MALLOC": "glibc"}) is None
+    assert host_memory.tuned_env({"SSM_NO_HUGETLB_MALLOC": "1"}) is None
+    assert host_memory.tuned_env({"SSM_NO_HUGETLB_MALLOC": "0"})["GLIBC_TUNABLES"] == added
+    with pytest.raises(SystemExit, match="SSM_MALLOC='huge' is not a host-memory mode: use one of keep, hugepages, glibc"):
+        host_memory.tuned_env({"SSM_MALLOC": "huge"})
 
 
 @pytest.mark.parametrize("libc", [("glibc", "2.34"), ("", ""), ("musl", "1.2")])
@@ -58,7 +63,7 @@ def test_a_script_reexecutes_itself_once_with_its_arguments(tmp_path):
         "host_memory.reexec_with_tuned_malloc()\n"
         "print('tunables', os.environ.get('GLIBC_TUNABLES', '-'), 'args', sys.argv[1:], 'O', sys.flags.optimize)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", host_memory.OPT_OUT, host_memory.OPT_OUT_OLD)}
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", host_memory.MODE, host_memory.OPT_OUT_OLD)}
     out = subprocess.run([sys.executable, "-O", str(script), "a", "b c"], env=env, capture_output=True, text=True,
                          check=True).stdout.splitlines()
     expected = host_memory.tuned_env(env)
@@ -66,6 +71,6 @@ def test_a_script_reexecutes_itself_once_with_its_arguments(tmp_path):
         assert out == ["start", "tunables - args ['a', 'b c'] O 1"]
     else:
         assert out == ["start", "start", f"tunables {expected['GLIBC_TUNABLES']} args ['a', 'b c'] O 1"]
-    out = subprocess.run([sys.executable, str(script)], env={**env, host_memory.OPT_OUT: "1"}, capture_output=True,
+    out = subprocess.run([sys.executable, str(script)], env={**env, host_memory.MODE: "glibc"}, capture_output=True,
                          text=True, check=True).stdout.splitlines()
     assert out == ["start", "tunables - args [] O 0"]
