@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import host_memory  # scripts/host_memory.py: glibc's malloc keeps the memory a step frees
+    import host_memory  # scripts/host_memory.py: glibc's malloc in the SSM_MALLOC mode
 
     host_memory.reexec_with_tuned_malloc()
     sys.exit(main())

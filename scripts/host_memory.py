@@ -1,35 +1,29 @@
-"""Start-up setting for the host memory of XLA:CPU programs: glibc's ``malloc`` keeps the memory a step frees, on
-transparent huge pages.
+"""Start-up setting for the host memory of XLA:CPU programs: glibc's ``malloc`` on transparent huge pages.
 
 XLA:CPU takes every buffer of a step from ``malloc`` and frees it when the step is done. By default glibc maps large
-blocks afresh (``mmap``) and gives them back (``munmap``) at each free, and its per-thread arenas give back the tops
-of their heaps, so the kernel maps and zero-fills the step's working set again on every call, 4 KiB page by page:
-on the project's 2-core CPU 0.4-1.5 million page faults and 0.7-2.6 s of system time per train step (``mnist.smnist``
-batch 50, ``audio.sc09`` batch 1, ``lm.wt2`` batch 2, ``lra.pathx`` batch 2; docs/benchmarks.md, "The step's OS
-time"). Four glibc tunables remove that:
+blocks afresh (``mmap``) and gives them back (``munmap``) at each free, so the kernel maps and zero-fills much of the
+step's working set again on every call, 4 KiB page by page: on the project's 2-core CPU 0.1-1.5 million page faults
+and 0.2-2.6 s of system time per train step (docs/benchmarks.md, "The step's OS time"). Modes, picked by the
+environment variable ``SSM_MALLOC``:
 
-- ``glibc.malloc.mmap_max=0``: no block is mapped on its own; all come from the heap and go back to it;
-- ``glibc.malloc.arena_max=1``: one heap (the main arena) for all threads, so nothing is given back with a thread
-  arena's heap;
-- ``glibc.malloc.trim_threshold=2**36``: the heap's top is not returned to the system either;
-- ``glibc.malloc.hugetlb=1`` (glibc >= 2.35): the heap is marked for transparent huge pages (``madvise``), which
-  keeps the TLB cost of the reused memory down (``lm.wt2`` spent 25 % more user time without it; ``lra.listops``
-  16 % more with it: the four together were the fastest of the settings measured on five of six presets).
-
-After the first calls a step then takes no page faults at all. The cost is memory: the heap keeps its high-water
-mark, and where the order of allocations varies between calls it can grow past the step's working set (``lra.pathx``
-batch 2: 11.6 GiB after some steps against 6.3 GiB; the other presets measured stayed within 5 % of the default).
-The previous setting here, ``glibc.malloc.hugetlb=1`` alone, still mapped and unmapped the large blocks: on
-``mnist.smnist`` and ``audio.sc09`` every other step paid 1.6-2 s of system time (huge-page compaction).
+- ``hugepages`` (the default): ``glibc.malloc.hugetlb=1`` (glibc >= 2.35: ``malloc`` marks its memory for
+  transparent huge pages with ``madvise``), so the same memory is faulted in 2 MiB at a time. Over 8 consecutive
+  steps the mean step time fell by 3-26 % on six presets and rose on none; on ``mnist.smnist`` and ``audio.sc09``
+  every other step still paid 1.3-2.0 s of system time (huge-page compaction), so their median flatters them.
+- ``keep``: also ``glibc.malloc.mmap_max=0``, ``glibc.malloc.arena_max=1`` and a 64 GiB
+  ``glibc.malloc.trim_threshold``: every block comes from one heap and goes back to it, nothing is returned to the
+  system, and after the first calls a step takes no page faults at all. Fastest where it is steady
+  (``mnist.smnist`` 1.61 s against 2.30 s by default and 2.23 s with ``hugepages``), but the heap keeps its
+  high-water mark and can grow past the working set when the order of allocations changes (``lra.pathx`` batch 2:
+  11.3 GiB against 5.9 GiB, and a 10.8 s step when it grew), and a step's compute time then depends on where its
+  buffers land (``audio.sc09``: steady 1.65-1.7 s in three runs, 1.7-3.2 s in a fourth). Not the default for that.
+- ``glibc``: glibc's defaults (also ``SSM_NO_HUGETLB_MALLOC=1``, the earlier switch).
 
 glibc reads its tunables once, when the process starts, so a program that wants them re-executes itself:
 :func:`reexec_with_tuned_malloc`, called first thing by `scripts/train.py`, `scripts/evaluate.py` and
 `scripts/generate.py` (not by `scripts/bench.py`, whose figures stay comparable with the earlier ones; prefix it with
-``GLIBC_TUNABLES=`` and :data:`TUNABLES` joined by ``:`` to time the training programs' setting).
-``SSM_MALLOC`` picks the mode: ``keep`` (the default: the four tunables), ``hugepages`` (``glibc.malloc.hugetlb=1``
-alone: the previous setting, the better one where memory is tight, e.g. ``lra.pathx`` on a CPU) or ``glibc`` (glibc's
-defaults; so does the earlier ``SSM_NO_HUGETLB_MALLOC=1``). A ``GLIBC_TUNABLES`` that already sets any of the four is
-left as it is (the user's choice).
+``GLIBC_TUNABLES=`` and a mode's tunables joined by ``:`` to time that setting). A ``GLIBC_TUNABLES`` that already
+sets any of the four is left as it is (the user's choice).
 """
 
 from __future__ import annotations
@@ -49,7 +43,8 @@ MODES = {
     "glibc": (),
 }
 MODE = "SSM_MALLOC"
-TUNABLES = MODES["keep"]  # the default mode
+DEFAULT = "hugepages"
+TUNABLES = MODES[DEFAULT]
 OPT_OUT_OLD = "SSM_NO_HUGETLB_MALLOC"  # the earlier switch: 1 means SSM_MALLOC=glibc
 
 
@@ -58,11 +53,11 @@ def _names(tunables: str) -> set[str]:
 
 
 def tuned_env(environ: dict[str, str]) -> dict[str, str] | None:
-    """``environ`` with the tunables of the ``SSM_MALLOC`` mode (:data:`MODES`, default ``keep``) added to
+    """``environ`` with the tunables of the ``SSM_MALLOC`` mode (:data:`MODES`, default ``hugepages``) added to
     ``GLIBC_TUNABLES``, or None where nothing is to change: not Linux with glibc 2.35 or later, the mode ``glibc``
     (or ``SSM_NO_HUGETLB_MALLOC=1``), or one of the mode's tunables already given (the user's choice, or this process
     is the re-executed one). An unknown mode is an error that names the choices."""
-    mode = environ.get(MODE, "") or "keep"
+    mode = environ.get(MODE, "") or DEFAULT
     if mode not in MODES:
         raise SystemExit(f"{MODE}={mode!r} is not a host-memory mode: use one of {', '.join(MODES)} "
                          "(scripts/host_memory.py)")

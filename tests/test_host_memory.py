@@ -1,6 +1,6 @@
-"""scripts/host_memory.py: the training scripts re-execute themselves once with glibc's ``malloc`` keeping the memory
-a step frees (``GLIBC_TUNABLES``: ``mmap_max=0``, ``arena_max=1``, a high ``trim_threshold``, ``hugetlb=1``), unless
-told not to or where glibc cannot."""
+"""scripts/host_memory.py: the training scripts re-execute themselves once with the ``SSM_MALLOC`` mode's glibc
+tunables (default ``hugepages``: ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``; ``keep``; ``glibc``), unless told not to
+or where glibc cannot."""
 
 import os
 import subprocess
@@ -19,24 +19,25 @@ def linux_glibc(monkeypatch):
     monkeypatch.setattr(host_memory.platform, "libc_ver", lambda: ("glibc", "2.36"))
 
 
-def test_env_adds_the_tunables_once(linux_glibc):
-    added = "glibc.malloc.mmap_max=0:glibc.malloc.arena_max=1:glibc.malloc.trim_threshold=68719476736:glibc.malloc.hugetlb=1"
-    assert host_memory.tuned_env({"A": "1"}) == {"A": "1", "GLIBC_TUNABLES": added}
+def test_env_adds_the_mode_tunables_once(linux_glibc):
+    # the default mode, hugepages
+    assert host_memory.tuned_env({"A": "1"}) == {"A": "1", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
     # the user's other tunables are kept
     env = host_memory.tuned_env({"GLIBC_TUNABLES": "glibc.malloc.check=3"})
-    assert env["GLIBC_TUNABLES"] == "glibc.malloc.check=3:" + added
-    # any of the four already given (the user's choice, or after the re-execution) leaves the environment alone
-    for given in ("glibc.malloc.hugetlb=0", "glibc.malloc.check=3:glibc.malloc.arena_max=4",
-                  "glibc.malloc.mmap_max=65536", "glibc.malloc.trim_threshold=131072", env["GLIBC_TUNABLES"]):
-        assert host_memory.tuned_env({"GLIBC_TUNABLES": given}) is None, given
-    # a tunable whose name only contains one of them is not one of them
-    assert host_memory.tuned_env({"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=1"}) is not None
-    # the modes: keep (default), hugepages (hugetlb alone), glibc (nothing; also the earlier switch)
-    assert host_memory.tuned_env({"SSM_MALLOC": "keep"})["GLIBC_TUNABLES"] == added
+    assert env["GLIBC_TUNABLES"] == "glibc.malloc.check=3:glibc.malloc.hugetlb=1"
+    keep = "glibc.malloc.mmap_max=0:glibc.malloc.arena_max=1:glibc.malloc.trim_threshold=68719476736:glibc.malloc.hugetlb=1"
+    assert host_memory.tuned_env({"SSM_MALLOC": "keep"})["GLIBC_TUNABLES"] == keep
     assert host_memory.tuned_env({"SSM_MALLOC": "hugepages"})["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
     assert host_memory.tuned_env({"SSM_MALLOC": "glibc"}) is None
-    assert host_memory.tuned_env({"SSM_NO_HUGETLB_MALLOC": "1"}) is None
-    assert host_memory.tuned_env({"SSM_NO_HUGETLB_MALLOC": "0"})["GLIBC_TUNABLES"] == added
+    assert host_memory.tuned_env({"SSM_NO_HUGETLB_MALLOC": "1"}) is None  # the earlier switch
+    assert host_memory.tuned_env({"SSM_NO_HUGETLB_MALLOC": "0"})["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+    # any of the four already given (the user's choice, or after the re-execution) leaves the environment alone
+    for given in ("glibc.malloc.hugetlb=0", "glibc.malloc.check=3:glibc.malloc.arena_max=4",
+                  "glibc.malloc.mmap_max=65536", "glibc.malloc.trim_threshold=131072", env["GLIBC_TUNABLES"], keep):
+        for mode in ("keep", "hugepages"):
+            assert host_memory.tuned_env({"GLIBC_TUNABLES": given, "SSM_MALLOC": mode}) is None, given
+    # a tunable whose name only contains one of them is not one of them
+    assert host_memory.tuned_env({"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=1"}) is not None
     with pytest.raises(SystemExit, match="SSM_MALLOC='huge' is not a host-memory mode: use one of keep, hugepages, glibc"):
         host_memory.tuned_env({"SSM_MALLOC": "huge"})
 
