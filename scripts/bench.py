@@ -578,10 +578,10 @@ def generation_worker(layer: str, length: int, d_model: int, d_state: int, n_lay
 # ---------------------------------------------------------------------------------------------- harness
 
 
-def _run_worker(argv: list[str], timeout: float) -> dict:
+def _run_worker(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--_worker", *argv]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s", "load_after": _load()}
     for line in reversed(proc.stdout.splitlines()):
@@ -589,6 +589,17 @@ def _run_worker(argv: list[str], timeout: float) -> dict:
             return json.loads(line)
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
     return {"error": " | ".join(tail) or f"exit code {proc.returncode}", "load_after": _load()}
+
+
+def worker_env(mode: str, environ: dict[str, str]) -> dict[str, str]:
+    """The workers' environment for ``--malloc MODE``: ``glibc`` passes ``environ`` on as it is (a ``GLIBC_TUNABLES``
+    given on the command line included); ``hugepages`` and ``keep`` add that mode's tunables as the training programs
+    do (``scripts/host_memory.py``; unchanged where they cannot apply or the user already set one of them)."""
+    import host_memory
+
+    if mode == "glibc":
+        return dict(environ)
+    return host_memory.tuned_env({**environ, host_memory.MODE: mode}) or dict(environ)
 
 
 def _machine() -> dict:
@@ -777,6 +788,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--gen-d-state", type=int, default=64)
     p.add_argument("--gen-n-layers", type=int, default=4)
     p.add_argument("--gen-naive-tokens", type=int, default=32)
+    p.add_argument("--malloc", default="glibc", choices=("glibc", "hugepages", "keep"),
+                   help="host allocator of the workers (scripts/host_memory.py modes): glibc's defaults (so that "
+                        "figures compare with the earlier ones), or the training programs' hugepages (their default) "
+                        "or keep")
     p.add_argument("--timeout", type=float, default=900, help="seconds per configuration")
     p.add_argument("--json", default=None, help="write all results to this JSON file")
     p.add_argument("--_worker", nargs="+", help=argparse.SUPPRESS)
@@ -849,6 +864,8 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
 
     machine = _machine()
+    env = worker_env(args.malloc, dict(os.environ))
+    machine.update(malloc=args.malloc, glibc_tunables=env.get("GLIBC_TUNABLES", ""))
     print(f"# ssm benchmark  {machine}", flush=True)
     step_batch = args.model_batch  # the step suite keeps the preset's batch unless one is given
     if args.model_batch is None and machine["platform"] == "cpu":
@@ -863,7 +880,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(format_layer_table([]).splitlines()[0], flush=True)
         for name in args.layers:
             for length in args.lengths:
-                r = _run_worker(["layer", name, str(length), *common], args.timeout)
+                r = _run_worker(["layer", name, str(length), *common], args.timeout, env)
                 r.setdefault("layer", name)
                 r.setdefault("L", length)
                 rows.append(r)
@@ -872,7 +889,7 @@ def main(argv: list[str] | None = None) -> dict:
         floors = []
         for length in args.floor_lengths:
             r = _run_worker(["layer_floor", str(length), *args.layers, *common, "--rounds", str(args.rounds)],
-                            args.timeout)
+                            args.timeout, env)
             r.setdefault("L", length)
             r["command"] = out["command"]
             floors.append(r)
@@ -888,7 +905,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     def model_run(preset: str, overrides: dict, compile_only: bool) -> dict:
         extra = ["--_overrides", json.dumps(overrides)] + (["--_compile-only"] if compile_only else [])
-        r = _run_worker(["model", preset, *model_common, *extra], args.timeout)
+        r = _run_worker(["model", preset, *model_common, *extra], args.timeout, env)
         r.setdefault("preset", preset)
         r.setdefault("norm_override", "norm" in overrides)
         r.setdefault("scan_layers", overrides.get("scan_layers", False))
@@ -925,7 +942,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(format_generation_table([]).splitlines()[0], flush=True)
         for model in args.gen_models:
             for layer in args.gen_layers:
-                r = _run_worker(["generation", layer, model, *gen_common], args.timeout)
+                r = _run_worker(["generation", layer, model, *gen_common], args.timeout, env)
                 r.setdefault("layer", layer)
                 r.setdefault("model", model)
                 r.setdefault("length", args.gen_length)
@@ -944,7 +961,7 @@ def main(argv: list[str] | None = None) -> dict:
                 extra.append("--step-cold")
             if step_batch is not None:
                 extra += ["--model-batch", str(step_batch)]
-            r = _run_worker(["step", preset, *extra], args.timeout)
+            r = _run_worker(["step", preset, *extra], args.timeout, env)
             r.setdefault("preset", preset)
             r["command"] = out["command"]
             rows.append(r)

@@ -283,3 +283,21 @@ def test_model_worker_times_the_nn_backbones(preset, over):
     assert (r["preset"], r["n_layers"], r["d_model"]) == (preset, 1, over["d_model"])
     _finite_positive(r, "compile_s", "step_ms", "step_mean_ms", "params")
     assert preset in bench.format_model_table([r]).splitlines()[-1]
+
+
+def test_malloc_modes_set_the_workers_environment(monkeypatch):
+    """``--malloc``: glibc passes the environment on untouched (a GLIBC_TUNABLES prefix included); hugepages and keep
+    add the training programs' tunables (scripts/host_memory.py) where this platform has them."""
+    import host_memory
+
+    monkeypatch.setattr(host_memory.sys, "platform", "linux")
+    monkeypatch.setattr(host_memory.platform, "libc_ver", lambda: ("glibc", "2.36"))
+    base = {"PATH": "/bin", "GLIBC_TUNABLES": "glibc.malloc.check=0"}
+    assert bench.worker_env("glibc", base) == base
+    assert bench.worker_env("hugepages", base)["GLIBC_TUNABLES"] == "glibc.malloc.check=0:glibc.malloc.hugetlb=1"
+    keep = bench.worker_env("keep", {"PATH": "/bin"})["GLIBC_TUNABLES"]
+    assert keep == ":".join(host_memory.MODES["keep"]) and "glibc.malloc.arena_max=1" in keep
+    # the user's own setting of one of the tunables wins
+    mine = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}
+    assert bench.worker_env("keep", mine) == mine
+    assert bench._parser().parse_args([]).malloc == "glibc"
