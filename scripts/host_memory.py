@@ -44,7 +44,6 @@ MODES = {
 }
 MODE = "SSM_MALLOC"
 DEFAULT = "hugepages"
-TUNABLES = MODES[DEFAULT]
 OPT_OUT_OLD = "SSM_NO_HUGETLB_MALLOC"  # the earlier switch: 1 means SSM_MALLOC=glibc
 
 

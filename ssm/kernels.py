@@ -122,14 +122,18 @@ def vandermonde(
         b_idx = jnp.where(reverse[:, None, :], (nb - 1) * T - b[:, None], b[:, None])  # (H, nb, M)
         inner = jnp.exp(log_z[:, :, None] * j_idx)
         outer = jnp.exp(log_z[:, None, :] * b_idx)
-    return _two_level_product(c, _materialized(inner), _materialized(outer), L)
+    return _two_level_product(c, inner, outer, L)
 
 
 def _two_level_product(
     c: Complex[Array, "*C H M"], inner: Complex[Array, "H M T"], outer: Complex[Array, "H nb M"], L: int
 ) -> Float[Array, "*C H L"]:
-    """``Re Σ_m c_m outer[b, m] inner[m, j]`` at ``l = b·T + j`` (the first ``L``): one real batched matmul."""
-    outer = _materialized(c[..., :, None, :] * outer)  # (*C, H, nb, M)
+    """``Re Σ_m c_m outer[b, m] inner[m, j]`` at ``l = b·T + j`` (the first ``L``): one real batched matmul. The
+    powers and the weighted outer factor are each written out once (:func:`_materialized`): left to fuse, the powers'
+    complex exponentials were computed into the real and the imaginary half of each operand separately (writing out
+    the weighted product alone, not ``outer`` itself, measured S4D's kernel value+gradient 7.96 -> 12.2 ms)."""
+    inner = _materialized(inner)
+    outer = _materialized(c[..., :, None, :] * _materialized(outer))  # (*C, H, nb, M)
     # Re(outer @ inner) = Re(outer) Re(inner) - Im(outer) Im(inner), as a single real matmul.
     lhs = jnp.concatenate([outer.real, -outer.imag], axis=-1)  # (*C, H, nb, 2M)
     rhs = jnp.concatenate([inner.real, inner.imag], axis=-2)  # (H, 2M, T)
@@ -534,8 +538,7 @@ def dplr_kernel_vandermonde(
     e_L = e_q if r == 0 else e_q + e_inner[..., r] + e_q * e_inner[..., r]  # ā^L - 1 = ā^{qT} ā^r - 1
     weight = 1 / ((1 - mu) * -e_L)  # 1/((1 - μ)(1 - ā^L))
     V = _dplr_numerators(Ct, P, B)  # (K, H, M)
-    inner, outer = _materialized(1 + e_inner), _materialized(jnp.swapaxes(1 + e_outer[..., :nb], -1, -2))
-    s = _two_level_product(V * weight, inner, outer, L)
+    s = _two_level_product(V * weight, 1 + e_inner, jnp.swapaxes(1 + e_outer[..., :nb], -1, -2), L)
     S = jnp.fft.rfft(2 * s, axis=-1)  # (K, H, J)
     J = L // 2 + 1
     b = jnp.asarray(1 + np.exp(-2j * np.pi * np.arange(J) / L), cdt)  # 1 + ω_j, float64 on the host
