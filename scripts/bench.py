@@ -744,6 +744,8 @@ def format_step_table(r: dict) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
+    import host_memory
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--suites", nargs="+", default=list(DEFAULT_SUITES), choices=SUITES)
     p.add_argument("--layers", nargs="+", default=list(LAYERS), choices=LAYERS + tuple(LAYER_VARIANTS),
@@ -788,10 +790,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--gen-d-state", type=int, default=64)
     p.add_argument("--gen-n-layers", type=int, default=4)
     p.add_argument("--gen-naive-tokens", type=int, default=32)
-    p.add_argument("--malloc", default="glibc", choices=("glibc", "hugepages", "keep"),
-                   help="host allocator of the workers (scripts/host_memory.py modes): glibc's defaults (so that "
-                        "figures compare with the earlier ones), or the training programs' hugepages (their default) "
-                        "or keep")
+    p.add_argument("--malloc", default=host_memory.DEFAULT, choices=tuple(host_memory.MODES),
+                   help="host allocator of the workers (scripts/host_memory.py modes; default: what the training "
+                        "programs run under, hugepages); glibc = glibc's defaults, as every figure before 2026-12-07 "
+                        "11:00 UTC")
     p.add_argument("--timeout", type=float, default=900, help="seconds per configuration")
     p.add_argument("--json", default=None, help="write all results to this JSON file")
     p.add_argument("--_worker", nargs="+", help=argparse.SUPPRESS)

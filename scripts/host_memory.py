@@ -21,9 +21,10 @@ environment variable ``SSM_MALLOC``:
 
 glibc reads its tunables once, when the process starts, so a program that wants them re-executes itself:
 :func:`reexec_with_tuned_malloc`, called first thing by `scripts/train.py`, `scripts/evaluate.py` and
-`scripts/generate.py` (not by `scripts/bench.py`, whose figures stay comparable with the earlier ones; prefix it with
-``GLIBC_TUNABLES=`` and a mode's tunables joined by ``:`` to time that setting). A ``GLIBC_TUNABLES`` that already
-sets any of the four is left as it is (the user's choice).
+`scripts/generate.py`. `scripts/bench.py` starts its timing workers under a mode's tunables instead (``--malloc``,
+default the same ``hugepages``, so that it times the programs as they run; ``--malloc glibc`` for the setting of
+its figures before 2026-12-07 11:00 UTC). A ``GLIBC_TUNABLES`` that already sets any of the four is left as it is
+(the user's choice).
 """
 
 from __future__ import annotations

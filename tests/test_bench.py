@@ -300,4 +300,4 @@ def test_malloc_modes_set_the_workers_environment(monkeypatch):
     # the user's own setting of one of the tunables wins
     mine = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}
     assert bench.worker_env("keep", mine) == mine
-    assert bench._parser().parse_args([]).malloc == "glibc"
+    assert bench._parser().parse_args([]).malloc == host_memory.DEFAULT == "hugepages"
