@@ -755,7 +755,10 @@ def fft_conv(
         kf = jnp.fft.rfft(k, n=n, axis=-1)
     # FFTs along the contiguous last axis of (H, L) are much faster than along axis 0 of (L, H).
     uf = jnp.fft.rfft(u.T, n=n, axis=-1)
-    y = _materialized(jnp.fft.irfft(uf * kf, n=n, axis=-1)[:, :L].T)
+    # The first L outputs written out in (H, L), then transposed as a copy of their own: fused into one
+    # slice-and-transpose loop they were read strided from the (H, 2L) result (docs/benchmarks.md, "The output
+    # transpose as its own copy").
+    y = _materialized(_materialized(jnp.fft.irfft(uf * kf, n=n, axis=-1)[:, :L]).T)
     if D is not None:
         y = y + u * D
     return y.astype(u.dtype)
