@@ -552,6 +552,12 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict,
         "floor_ms": floor_ms, "step_over_floor": step_ms / floor_ms,
         "ssm_part_ms": step_ms - nossm_ms, "ssm_part_floor_ms": times["floor: FFT convolutions"]["ms"],
         "rest_part_ms": nossm_ms, "rest_part_floor_ms": rest_floor,
+        # The floor rows are separate programs: where the step fuses the rest's elementwise work into its matmuls,
+        # the no-SSM step is below their sum and the sum of the rows is no lower bound. This ratio takes the smaller
+        # of the two for the rest, so that it can only be above the true ratio: what it counts is the SSM part's
+        # excess over the convolutions' floor.
+        "step_over_conservative_floor":
+            step_ms / (times["floor: FFT convolutions"]["ms"] + min(rest_floor, nossm_ms)),
         "commit": bf.commit(), "load_before": load_before, "load_after": _load(),
     }
     return _device(result)
@@ -734,6 +740,11 @@ def format_step_table(r: dict) -> str:
     kernels = f"  (the SSM kernels alone: {t['SSM kernels']['ms']:.1f} ms)" if "SSM kernels" in t else ""
     lines += [
         f"  step / floor = {r['step_over_floor']:.2f}x",
+    ]
+    if "step_over_conservative_floor" in r:
+        lines.append(f"  step / conservative floor = {r['step_over_conservative_floor']:.2f}x  (the rest's floor "
+                     "taken as the smaller of its rows' sum and the no-SSM step)")
+    lines += [
         f"  SSM part  (step - no-SSM step) {r['ssm_part_ms']:.1f} ms vs FFT convolutions "
         f"{r['ssm_part_floor_ms']:.1f} ms = {ssm_ratio:.2f}x" + kernels,
         f"  rest      (no-SSM step)        {r['rest_part_ms']:.1f} ms vs matmuls + elementwise + optimizer "

@@ -222,13 +222,18 @@ def test_step_worker_and_table():
     assert r["floor_ms"] == pytest.approx(floor_ms) and floor_ms > 0
     assert r["step_over_floor"] == pytest.approx(r["times"]["step"]["ms"] / floor_ms)
     assert r["ssm_part_ms"] == pytest.approx(r["times"]["step"]["ms"] - r["times"]["no-SSM step"]["ms"])
+    nossm, conv = r["times"]["no-SSM step"]["ms"], r["times"]["floor: FFT convolutions"]["ms"]
+    conservative = r["times"]["step"]["ms"] / (conv + min(nossm, floor_ms - conv))
+    assert r["step_over_conservative_floor"] == pytest.approx(conservative)
+    assert conservative >= r["step_over_floor"] * (1 - 1e-12)
     assert r["rewarm"] is True and "timed cold" not in bench.format_step_table(r)
     for v in r["times"].values():  # every round's call is kept, the median is theirs
         assert len(v["calls"]) == 1 and v["ms"] == v["calls"][0]["ms"] == v["min_ms"]
     r["command"] = "python scripts/bench.py --suites step --cfg demo.digits"
     table = bench.format_step_table(r)
     print(table)
-    for text in ("step / floor", "SSM part", "commit ", "load ", "command: python scripts/bench.py", "bidirectional",
+    for text in ("step / floor", "step / conservative floor", "SSM part", "commit ", "load ",
+                 "command: python scripts/bench.py", "bidirectional",
                  "floor: optimizer update", "step, every round: ", "sys ms", "steal ms"):
         assert text in table
     assert "error: boom" in bench.format_step_table({"preset": "x", "error": "boom"})
