@@ -554,8 +554,8 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict,
         "rest_part_ms": nossm_ms, "rest_part_floor_ms": rest_floor,
         # The floor rows are separate programs: where the step fuses the rest's elementwise work into its matmuls,
         # the no-SSM step is below their sum and the sum of the rows is no lower bound. This ratio takes the smaller
-        # of the two for the rest, so that it can only be above the true ratio: what it counts is the SSM part's
-        # excess over the convolutions' floor.
+        # of the two for the rest (so it is never below step / floor): it counts the SSM part's excess over the
+        # convolutions' floor.
         "step_over_conservative_floor":
             step_ms / (times["floor: FFT convolutions"]["ms"] + min(rest_floor, nossm_ms)),
         "commit": bf.commit(), "load_before": load_before, "load_after": _load(),
@@ -738,10 +738,8 @@ def format_step_table(r: dict) -> str:
             for x in t["step"]["calls"]))
     ssm_ratio = r["ssm_part_ms"] / r["ssm_part_floor_ms"]
     kernels = f"  (the SSM kernels alone: {t['SSM kernels']['ms']:.1f} ms)" if "SSM kernels" in t else ""
-    lines += [
-        f"  step / floor = {r['step_over_floor']:.2f}x",
-    ]
-    if "step_over_conservative_floor" in r:
+    lines.append(f"  step / floor = {r['step_over_floor']:.2f}x")
+    if "step_over_conservative_floor" in r:  # results before 244ada8 lack it
         lines.append(f"  step / conservative floor = {r['step_over_conservative_floor']:.2f}x  (the rest's floor "
                      "taken as the smaller of its rows' sum and the no-SSM step)")
     lines += [

@@ -52,6 +52,9 @@ def _names(tunables: str) -> set[str]:
     return {t.split("=", 1)[0].strip() for t in tunables.split(":") if t.strip()}
 
 
+_ALL_NAMES = _names(":".join(t for tunables in MODES.values() for t in tunables))  # every mode's tunables
+
+
 def tuned_env(environ: dict[str, str]) -> dict[str, str] | None:
     """``environ`` with the tunables of the ``SSM_MALLOC`` mode (:data:`MODES`, default ``hugepages``) added to
     ``GLIBC_TUNABLES``, or None where nothing is to change: not Linux with glibc 2.35 or later, the mode ``glibc``
@@ -73,7 +76,7 @@ def tuned_env(environ: dict[str, str]) -> dict[str, str] | None:
     if libc != "glibc" or (major, minor) < (2, 35):
         return None
     current = environ.get("GLIBC_TUNABLES", "")
-    if _names(current) & _names(":".join(MODES["keep"])):
+    if _names(current) & _ALL_NAMES:
         return None
     added = ":".join(MODES[mode])
     return {**environ, "GLIBC_TUNABLES": f"{current}:{added}" if current else added}

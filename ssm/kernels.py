@@ -756,8 +756,8 @@ def fft_conv(
     # FFTs along the contiguous last axis of (H, L) are much faster than along axis 0 of (L, H).
     uf = jnp.fft.rfft(u.T, n=n, axis=-1)
     # The first L outputs written out in (H, L), then transposed as a copy of their own: fused into one
-    # slice-and-transpose loop they were read strided from the (H, 2L) result (docs/benchmarks.md, "The output
-    # transpose as its own copy").
+    # slice-and-transpose loop they were read strided from the (H, 2L) result (docs/benchmarks.md, "The presets at
+    # their own batches; the convolution's output transpose": the same values, layers' CPU time 4-9 % lower).
     y = _materialized(_materialized(jnp.fft.irfft(uf * kf, n=n, axis=-1)[:, :L]).T)
     if D is not None:
         y = y + u * D
