@@ -478,10 +478,18 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict,
 
         components[name] = bf.Timed(run, device_batch, rewarm=rewarm)
 
-    def program(name, fn, args):
-        compiled, s_ = bf.compile_timed(fn, *args)
+    def program(name, fn, args, donate=()):
+        # ``donate``: the arguments whose gradients (or updates) come back with the same shapes. The step's
+        # cotangents die inside it; a floor program returns them, and as fresh buffers they cost the floor page
+        # faults the step does not pay (the SaShiMi groups: 1-2 GB per call at batch 4, 0.8-2.9 s of system
+        # time). Donated, they are written over fresh copies made untimed before each call (as the step's batch).
+        compiled, s_ = bf.compile_timed(jax.jit(fn, donate_argnums=donate), *args)
         compile_s[name] = {"trace_lower_s": None, "xla_compile_s": s_, "total_s": s_}
-        components[name] = bf.Timed(lambda _: compiled(*args), rewarm=rewarm)
+
+        def fresh():
+            return tuple(_copy_tree(a) if i in donate else a for i, a in enumerate(args))
+
+        components[name] = bf.Timed(lambda a: compiled(*a), fresh, rewarm=rewarm)
 
     stepper("step", train_step, state)
     stepper("no-SSM step", train_step2, state2)
@@ -506,7 +514,7 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict,
         return sum(jnp.sum(jax.vmap(eqx.combine(p, st))(u) * w) for p, st, u, w in zip(ps, statics, us, ws))
 
     program("SSM layers", jax.jit(jax.value_and_grad(layers_loss, argnums=(0, 1))),
-            ([p for p, _ in lparams], us, ws))
+            ([p for p, _ in lparams], us, ws), donate=(0, 1))
     if all(hasattr(l_, "kernel") for l_ in layers):
         wk = [jax.random.normal(jax.random.key(10 + i), l_.kernel(n).shape)
               for i, (l_, n) in enumerate(zip(layers, lengths))]
@@ -514,17 +522,18 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict,
         def kernels_loss(ps, wk):
             return sum(jnp.sum(eqx.combine(p, st).kernel(n) * w) for p, st, w, n in zip(ps, statics, wk, lengths))
 
-        program("SSM kernels", jax.jit(jax.value_and_grad(kernels_loss)), ([p for p, _ in lparams], wk))
+        program("SSM kernels", jax.jit(jax.value_and_grad(kernels_loss)), ([p for p, _ in lparams], wk), donate=(0,))
 
     # The floor.
     desc = bf.describe(cfg)
     fn, args = bf.conv_floor_shapes(plan.convs, key)
-    program("floor: FFT convolutions", fn, args)
+    program("floor: FFT convolutions", fn, args, donate=(0, 1, 2))  # (us, ks, Ds, ws): gradients w.r.t. the first 3
     shapes = plan.matmuls
     fn, args = bf.matmul_floor(shapes, key)
-    program("floor: dense matmuls", fn, args)
+    program("floor: dense matmuls", fn, args, donate=(0, 1))  # (ws, xs_dx, xs_const, gs)
     fn, args = bf.elementwise_floor(cfg, info, B, key)
-    program("floor: elementwise", fn, args)
+    # residual: (x, norms, table, logits, ...), gradients w.r.t. the first 4; groups: (xs, params, ...), the first 2
+    program("floor: elementwise", fn, args, donate=(0, 1, 2, 3) if m.name == "residual" else (0, 1))
     params = eqx.filter(ref.model, eqx.is_array)
     grads = jax.tree_util.tree_map(lambda a: jnp.full_like(a, 1e-3), params)
 
@@ -532,7 +541,7 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict,
         u, o = tx.update(g, o, p)
         return eqx.apply_updates(p, u), o
 
-    program("floor: optimizer update", jax.jit(update), (grads, ref.opt_state, params))
+    program("floor: optimizer update", jax.jit(update), (grads, ref.opt_state, params), donate=(1, 2))  # as the step
 
     times = bf.interleave(components, rounds)
     floor_names = [n for n in times if n.startswith("floor:")]

@@ -4,7 +4,8 @@
 arrays with a leading batch axis, sharded over the ``"data"`` mesh axis); with gradient accumulation
 the batch is split into ``grad_accum`` equal micro-batches and the step follows the gradient of the
 whole batch's loss, ``∇(Σ loss sums / Σ counts)``: the micro-batches' gradients of their loss SUMS are
-added and divided by the total count. (Averaging per-micro-batch means would weight a token of a short
+added and divided by the total count; each SSM kernel is computed once per step, not once per micro-batch
+(:mod:`ssm.train.shared_kernels`). (Averaging per-micro-batch means would weight a token of a short
 micro-batch more than one of a long micro-batch, a different objective for token-weighted losses.)
 The per-example model call is vmapped with ``axis_name="batch"`` so that BatchNorm statistics are
 taken over the whole global batch.
@@ -23,6 +24,7 @@ from jaxtyping import Array
 
 from ssm.train.ema import ema_update
 from ssm.train.metrics import example_metrics, lm_score_metrics, reduce_sums
+from ssm.train.shared_kernels import gradients_through_kernels, kernel_plan, with_given_kernels
 from ssm.train.state import TrainState
 
 Batch = dict[str, Array]
@@ -79,10 +81,12 @@ def make_train_step(
     grad_accum: int = 1,
     state_sharding: Any = None,
     ema_decay: float | None = None,
+    share_kernels: bool = True,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, Array]]]:
     """The jitted step; the state (and batch) buffers are donated. ``state_sharding`` (e.g. a
     replicated ``NamedSharding``) is imposed on the new state. With ``ema_decay`` the state's EMA of the
-    weights is updated after the optimizer step (:func:`~ssm.train.ema.ema_update`)."""
+    weights is updated after the optimizer step (:func:`~ssm.train.ema.ema_update`). ``share_kernels=False``
+    recomputes the SSM kernels in every micro-batch (the step before :mod:`ssm.train.shared_kernels`, for A/B)."""
 
     def loss_fn(model, model_state, batch, key):
         n = batch["inputs"].shape[0]
@@ -110,9 +114,14 @@ def make_train_step(
                 lambda a: a.reshape((grad_accum, a.shape[0] // grad_accum) + a.shape[1:]), batch
             )
             keys = jax.random.split(step_key, grad_accum)
-            params, static = eqx.partition(state.model, eqx.is_array)
             head = jax.tree_util.tree_map(lambda a: a[0], micro)
-            (_, (sums, model_state)), grads = sum_grad_fn(state.model, state.model_state, head, keys[0])
+            # Each SSM kernel once per step, not once per micro-batch (ssm.train.shared_kernels).
+            model, pullback = state.model, None
+            plan = kernel_plan(sum_fn, model, state.model_state, head, keys[0]) if share_kernels else None
+            if plan is not None:
+                model, pullback = with_given_kernels(model, plan)
+            params, static = eqx.partition(model, eqx.is_array)
+            (_, (sums, model_state)), grads = sum_grad_fn(model, state.model_state, head, keys[0])
 
             def body(carry, xs):
                 g_acc, s_acc, mstate = carry
@@ -122,6 +131,8 @@ def make_train_step(
 
             rest = jax.tree_util.tree_map(lambda a: a[1:], (micro, keys))
             (grads, sums, model_state), _ = jax.lax.scan(body, (grads, sums, model_state), rest)
+            if pullback is not None:
+                grads = gradients_through_kernels(grads, pullback)
             total = sums["loss"][1]
             grads = jax.tree_util.tree_map(lambda g: g / total.astype(g.dtype), grads)
             loss = sums["loss"][0] / total

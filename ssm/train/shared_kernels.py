@@ -1,0 +1,129 @@
+"""One SSM kernel per optimizer step under gradient accumulation.
+
+A convolutional SSM layer (:class:`ssm.layers.AbstractConvSSMLayer`) computes its kernel ``K = kernel(θ, L)`` from
+its parameters alone, independently of the input: ``y = fft_conv(u, K, D)``. With ``grad_accum`` micro-batches the
+plain step computes every kernel, and its gradient, once per micro-batch. Here each is computed once per step: the
+kernels and their pullback come from one ``vjp`` before the micro-batches; the micro-batches run a copy of the model
+whose convolutional layers hold those kernels as arrays (:class:`GivenKernel`), so their gradients accumulate the
+cotangents ``∂ℓ/∂K`` (and ``∂ℓ/∂D``); one pullback after the last maps ``Σ ∂ℓ/∂K`` to the layers' parameters. By
+linearity of the pullback this is the plain step's gradient, up to the order of floating-point sums
+(``tests/test_shared_kernels.py``).
+
+What each layer needs (its length ``L`` and ``rate``) is read by tracing the model once, abstractly, with every
+convolutional layer wrapped in a recorder (:func:`kernel_plan`). A model in which some layer is called at several
+lengths or rates, or with a traced rate, keeps the plain step (:func:`kernel_plan` returns None). On the cost: a
+kernel's forward and backward do not depend on the batch (S4's Cauchy sums at ``lra.pathx``: 2.06 s of a 7.8 s
+train step at batch 4 on a 2-core CPU, docs/benchmarks.md), so at ``grad_accum = n`` the plain step pays them ``n``
+times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+from jaxtyping import Array, Float
+
+from ssm import kernels
+from ssm.layers.base import AbstractConvSSMLayer
+
+
+def _is_conv(node: Any) -> bool:
+    return isinstance(node, AbstractConvSSMLayer)
+
+
+def conv_layers(model: Any) -> list[AbstractConvSSMLayer]:
+    """The convolutional SSM layers of ``model`` in tree order (a layer stacked for ``scan_layers`` counts once)."""
+    return [n for n in jax.tree_util.tree_leaves(model, is_leaf=_is_conv) if _is_conv(n)]
+
+
+def replace_conv_layers(model: Any, make: Callable[[int, AbstractConvSSMLayer], Any]) -> Any:
+    """``model`` with its ``i``-th convolutional layer (tree order, :func:`conv_layers`) replaced by ``make(i, layer)``."""
+    counter = iter(range(1 << 30))
+    return jax.tree_util.tree_map(lambda n: make(next(counter), n) if _is_conv(n) else n, model, is_leaf=_is_conv)
+
+
+class _Sink:
+    """Where the recorders write during one abstract trace (hashed by identity, so it can sit in a static field)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int, Any]] = []
+
+
+class _Recorder(eqx.Module):
+    """A convolutional layer that notes ``(index, L, rate)`` of each call, then runs the layer."""
+
+    layer: AbstractConvSSMLayer
+    index: int = eqx.field(static=True)
+    sink: _Sink = eqx.field(static=True)
+
+    def __call__(self, u: Float[Array, "L H"], *, rate: Any = 1.0) -> Float[Array, "L H"]:
+        self.sink.calls.append((self.index, u.shape[0], rate))
+        return self.layer(u, rate=rate)
+
+
+class GivenKernel(eqx.Module):
+    """A convolutional layer's whole-sequence mode with its kernel given: ``fft_conv(u, K, D)``, exactly what
+    :class:`~ssm.layers.AbstractConvSSMLayer` computes after ``kernel(L)``. Under ``scan_layers`` the arrays carry
+    the stack's leading axis, which the scan slices as it slices the layer's parameters."""
+
+    K: Float[Array, "..."]  # (*stack, H, L), or (*stack, 2, H, L) bidirectional
+    D: Float[Array, "..."]  # (*stack, H)
+
+    def __call__(self, u: Float[Array, "L H"], *, rate: Any = 1.0) -> Float[Array, "L H"]:
+        return kernels.fft_conv(u, self.K, self.D)
+
+
+def kernel_plan(run: Callable[..., Any], model: Any, *args: Any) -> list[tuple[int, Any]] | None:
+    """``(L, rate)`` of each convolutional layer of ``model`` as ``run(model, *args)`` calls it (an abstract trace:
+    nothing is computed, and ``args`` are rebuilt, so a State among them is not spent), or None where sharing a
+    kernel across micro-batches does not apply: no such layer, a layer not called, or called at several lengths or
+    rates, or with a rate that is not a Python number."""
+    layers = conv_layers(model)
+    if not layers:
+        return None
+    sink = _Sink()
+    eqx.filter_eval_shape(lambda m, a: run(replace_conv_layers(m, lambda i, l: _Recorder(l, i, sink)), *a), model, args)
+    seen: dict[int, set] = {}
+    for i, L, rate in sink.calls:
+        if not isinstance(rate, (int, float)):
+            return None
+        seen.setdefault(i, set()).add((L, float(rate)))
+    if sorted(seen) != list(range(len(layers))) or any(len(v) != 1 for v in seen.values()):
+        return None
+    return [next(iter(seen[i])) for i in range(len(layers))]
+
+
+def _stack_depth(layer: AbstractConvSSMLayer) -> int:
+    """Leading stack axes of a layer's arrays (``scan_layers`` stacks every block's arrays): ``D`` is ``(H,)`` alone."""
+    return layer.D.ndim - 1
+
+
+def layer_kernel(layer: AbstractConvSSMLayer, L: int, rate: float) -> Array:
+    """``layer.kernel(L, rate=rate)``, mapped over the stack axes of a stacked layer."""
+    if _stack_depth(layer) == 0:
+        return layer.kernel(L, rate=rate)
+    return eqx.filter_vmap(lambda l: layer_kernel(l, L, rate))(layer)
+
+
+def with_given_kernels(model: Any, plan: list[tuple[int, Any]]) -> tuple[Any, Callable[[list[Array]], list[Any]]]:
+    """``(fixed, pullback)``: ``model`` with every convolutional layer replaced by a :class:`GivenKernel` of its kernel
+    (one ``vjp`` of all kernels), and the map from the kernels' cotangents to the layers' gradients (structure of
+    each layer, None where :func:`equinox.filter_grad` has None)."""
+    layers = conv_layers(model)
+    Ks, pull = eqx.filter_vjp(lambda ls: [layer_kernel(l, L, r) for l, (L, r) in zip(ls, plan)], layers)
+    fixed = replace_conv_layers(model, lambda i, l: GivenKernel(Ks[i], l.D))
+    return fixed, lambda dKs: pull(list(dKs))[0]
+
+
+def gradients_through_kernels(grads_fixed: Any, pullback: Callable[[list[Array]], list[Any]]) -> Any:
+    """The model's gradient from the gradient w.r.t. the :func:`with_given_kernels` copy: each :class:`GivenKernel`'s
+    ``(dK, dD)`` becomes its layer's gradient, the pullback of ``dK`` with ``dD`` added to the skip ``D``."""
+    is_given = lambda n: isinstance(n, GivenKernel)  # noqa: E731
+    given = [n for n in jax.tree_util.tree_leaves(grads_fixed, is_leaf=is_given) if is_given(n)]
+    dlayers = pullback([g.K for g in given])
+    dlayers = [eqx.tree_at(lambda l: l.D, dl, dl.D + g.D) for dl, g in zip(dlayers, given)]
+    counter = iter(range(len(dlayers)))
+    return jax.tree_util.tree_map(lambda n: dlayers[next(counter)] if is_given(n) else n, grads_fixed, is_leaf=is_given)
