@@ -252,9 +252,10 @@ def format_layer_floor_table(r: dict) -> str:
 # ------------------------------------------------------------------------------------------------ models
 
 
-def _model_setup(preset: str, *, batch: int | None, overrides: dict, precision: str):
+def _model_setup(preset: str, *, batch: int | None, overrides: dict, precision: str, grad_accum: int | None = None):
     """``(cfg, info, tx, train_step, state, numpy batch)`` of ``preset``'s model and training step,
-    with ``overrides`` of ``model.*`` fields and a synthetic batch of the dataset's shapes."""
+    with ``overrides`` of ``model.*`` fields, ``grad_accum`` micro-batches (None: the preset's) and a synthetic
+    batch of the dataset's shapes."""
     import dataclasses
 
     import equinox as eqx
@@ -275,6 +276,7 @@ def _model_setup(preset: str, *, batch: int | None, overrides: dict, precision: 
         cfg,
         model=dataclasses.replace(cfg.model, **model_over),
         data=dataclasses.replace(cfg.data, batch_size=batch or cfg.data.batch_size),
+        optim=dataclasses.replace(cfg.optim, grad_accum=grad_accum or cfg.optim.grad_accum),
     )
     info = dataset_info(cfg)
     abstract_model = eqx.filter_eval_shape(make_model, cfg.model, info, key=jax.random.PRNGKey(0))[0]
@@ -421,12 +423,16 @@ def _layer_i(layer, i: int, stacked: bool):
     return eqx.combine(jax.tree_util.tree_map(lambda a: a[i], params), static)
 
 
-def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict, rewarm: bool = True) -> dict:
+def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict, rewarm: bool = True,
+                grad_accum: int | None = None) -> dict:
     """The preset's train step and its floor (``scripts/bench_floor.py``), compiled and timed interleaved in this
     process. ``rewarm``: each timed call of every component (the two train steps and each floor program alike)
     follows an untimed call of the same program (as in the training loop, where a step follows a step) rather than
     another program of the suite (``bench_floor.Timed``): a program timed right after a different large one pays
-    for fresh memory (page faults), and re-warming only the steps would set warm steps against a cold floor."""
+    for fresh memory (page faults), and re-warming only the steps would set warm steps against a cold floor.
+    ``grad_accum``: the step in that many micro-batches (the floor stays that of the whole batch), timed beside the
+    same step with the SSM kernels recomputed in every micro-batch (``make_train_step(share_kernels=False)``); the
+    model's SSM layers are then not timed alone (at the whole batch they need the memory the micro-batches avoid)."""
     import equinox as eqx
     import jax
     import jax.numpy as jnp
@@ -443,7 +449,8 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict,
     load_before = _load()
     t0 = time.perf_counter()
     cfg, info, tx, train_step, state, np_batch = _model_setup(preset, batch=batch, overrides=overrides,
-                                                              precision="float32")
+                                                              precision="float32", grad_accum=grad_accum)
+    accum = cfg.optim.grad_accum
     jax.block_until_ready(state)
     init_s = time.perf_counter() - t0
     m = cfg.model
@@ -459,7 +466,7 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict,
     tx2, _ = make_optimizer(model2, cfg.optim, cfg.train.steps)
     state2 = TrainState(_copy_tree(ref.step), _copy_tree(model2), _copy_tree(ref.model_state),
                         tx2.init(eqx.filter(model2, eqx.is_array)), _copy_tree(ref.key))
-    train_step2 = make_train_step(tx2, info.task, cfg.optim.grad_accum)
+    train_step2 = make_train_step(tx2, info.task, accum)
 
     compile_s, components = {}, {}
 
@@ -492,6 +499,9 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict,
         components[name] = bf.Timed(lambda a: compiled(*a), fresh, rewarm=rewarm)
 
     stepper("step", train_step, state)
+    if accum > 1:
+        stepper("step, kernels per micro-batch", make_train_step(tx, info.task, accum, share_kernels=False),
+                _copy_tree(ref))
     stepper("no-SSM step", train_step2, state2)
 
     # The model's own SSM layers and kernels at the step's shapes: layer i is the plan's convolution i.
@@ -513,8 +523,9 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict,
     def layers_loss(ps, us, ws):
         return sum(jnp.sum(jax.vmap(eqx.combine(p, st))(u) * w) for p, st, u, w in zip(ps, statics, us, ws))
 
-    program("SSM layers", jax.jit(jax.value_and_grad(layers_loss, argnums=(0, 1))),
-            ([p for p, _ in lparams], us, ws), donate=(0, 1))
+    if accum == 1:
+        program("SSM layers", jax.jit(jax.value_and_grad(layers_loss, argnums=(0, 1))),
+                ([p for p, _ in lparams], us, ws), donate=(0, 1))
     if all(hasattr(l_, "kernel") for l_ in layers):
         wk = [jax.random.normal(jax.random.key(10 + i), l_.kernel(n).shape)
               for i, (l_, n) in enumerate(zip(layers, lengths))]
@@ -553,7 +564,7 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict,
     rest_floor = sum(times[n]["ms"] for n in floor_names if n != "floor: FFT convolutions")
     result = {
         "suite": "step", "preset": preset, **desc,
-        "batch": B, "L": L, "task": info.task, "d_input": info.d_input, "d_output": info.d_output,
+        "batch": B, "grad_accum": accum, "L": L, "task": info.task, "d_input": info.d_input, "d_output": info.d_output,
         "overrides": overrides, "rounds": rounds, "rewarm": rewarm, "init_s": init_s, "times": times,
         "compile": compile_s,
         "convs": [list(c) for c in plan.convs], "matmuls": [list(s_) for s_ in shapes],
@@ -722,7 +733,8 @@ def format_step_table(r: dict) -> str:
             + (" prenorm" if r["prenorm"] else " postnorm")
             + f", dropout {r['dropout']}, {r['output']}, pool {r['pool']}")
     lines = [
-        f"Train step vs floor: {name}  [{size}]  batch {r['batch']}  L {r['L']}",
+        f"Train step vs floor: {name}  [{size}]  batch {r['batch']}"
+        + (f" in {r['grad_accum']} micro-batches" if r.get("grad_accum", 1) > 1 else "") + f"  L {r['L']}",
         f"  commit {r['commit']}  load {_load_col(r)}  median of {r['rounds']} interleaved rounds"
         f"{'' if r.get('rewarm', False) else ' (timed cold, after other programs)'}  "
         f"device {r.get('device', '?')}",
@@ -788,6 +800,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="step suite: presets whose train step is set against its floor (each in its own process; "
                         "batch: --model-batch, else the preset's)")
     p.add_argument("--rounds", type=int, default=5, help="step suite and layer floor: interleaved rounds")
+    p.add_argument("--grad-accum", type=int, default=None,
+                   help="step suite: micro-batches per step (default: the preset's optim.grad_accum); above 1 the "
+                        "step is also timed with the SSM kernels recomputed in every micro-batch")
     p.add_argument("--step-cold", action="store_true",
                    help="step suite: time each component right after the other programs (before 2026-12-07) "
                         "instead of after an untimed call of the same program, as the training loop runs a step")
@@ -839,7 +854,8 @@ def _worker(args) -> dict:
         return layer_floor_worker(rest[1:], int(rest[0]), args.batch, args.d_model, args.d_state, args.rounds)
     if kind == "step":
         return step_worker(rest[0], batch=args.model_batch, rounds=args.rounds,
-                           overrides=json.loads(args._overrides), rewarm=not args.step_cold)
+                           overrides=json.loads(args._overrides), rewarm=not args.step_cold,
+                           grad_accum=args.grad_accum)
     if kind == "generation":
         return generation_worker(rest[0], args.gen_length, args.gen_d_model, args.gen_d_state,
                                  args.gen_n_layers, args.gen_naive_tokens, max(1, min(args.repeats, 3)),
@@ -981,6 +997,8 @@ def main(argv: list[str] | None = None) -> dict:
                 extra.append("--step-cold")
             if step_batch is not None:
                 extra += ["--model-batch", str(step_batch)]
+            if args.grad_accum is not None:
+                extra += ["--grad-accum", str(args.grad_accum)]
             r = _run_worker(["step", preset, *extra], args.timeout, env)
             r.setdefault("preset", preset)
             r["command"] = out["command"]
