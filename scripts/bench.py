@@ -430,9 +430,11 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict,
     follows an untimed call of the same program (as in the training loop, where a step follows a step) rather than
     another program of the suite (``bench_floor.Timed``): a program timed right after a different large one pays
     for fresh memory (page faults), and re-warming only the steps would set warm steps against a cold floor.
-    ``grad_accum``: the step in that many micro-batches (the floor stays that of the whole batch), timed beside the
-    same step with the SSM kernels recomputed in every micro-batch (``make_train_step(share_kernels=False)``); the
-    model's SSM layers are then not timed alone (at the whole batch they need the memory the micro-batches avoid)."""
+    ``grad_accum``: the step in that many micro-batches, timed beside the same step with the SSM kernels recomputed
+    in every micro-batch (``make_train_step(share_kernels=False)``); the floor is that of the whole batch, its
+    convolution, matmul and elementwise rows timed at the micro-batch and counted ``grad_accum`` times (the
+    optimizer update once), and the model's SSM layers are not timed alone (both for memory: at the whole batch they
+    need what the micro-batches avoid)."""
     import equinox as eqx
     import jax
     import jax.numpy as jnp
@@ -505,7 +507,11 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict,
     stepper("no-SSM step", train_step2, state2)
 
     # The model's own SSM layers and kernels at the step's shapes: layer i is the plan's convolution i.
-    plan = bf.step_plan(cfg, info, B)
+    # Under grad_accum the batch-proportional floor rows (convolutions, matmuls, elementwise) are timed at the
+    # micro-batch and counted accum times: at the whole batch their inputs and residuals alone did not fit 23 GiB
+    # beside the step (lra.pathx, batch 16).
+    Bf = B // accum
+    plan = bf.step_plan(cfg, info, Bf)
     stacked = getattr(m, "scan_layers", False)
     top = bf.ssm_layers(ref.model)
     layers = [_layer_i(top[0], i, True) for i in range(m.n_layers)] if stacked else top
@@ -542,7 +548,7 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict,
     shapes = plan.matmuls
     fn, args = bf.matmul_floor(shapes, key)
     program("floor: dense matmuls", fn, args, donate=(0, 1))  # (ws, xs_dx, xs_const, gs)
-    fn, args = bf.elementwise_floor(cfg, info, B, key)
+    fn, args = bf.elementwise_floor(cfg, info, Bf, key)
     # residual: (x, norms, table, logits, ...), gradients w.r.t. the first 4; groups: (xs, params, ...), the first 2
     program("floor: elementwise", fn, args, donate=(0, 1, 2, 3) if m.name == "residual" else (0, 1))
     params = eqx.filter(ref.model, eqx.is_array)
@@ -555,6 +561,11 @@ def step_worker(preset: str, *, batch: int | None, rounds: int, overrides: dict,
     program("floor: optimizer update", jax.jit(update), (grads, ref.opt_state, params), donate=(1, 2))  # as the step
 
     times = bf.interleave(components, rounds)
+    if accum > 1:
+        for n in ("floor: FFT convolutions", "floor: dense matmuls", "floor: elementwise"):
+            v = times[n]
+            v["per_micro_batch_ms"] = v["ms"]
+            v["ms"], v["min_ms"], v["cpu_ms"] = accum * v["ms"], accum * v["min_ms"], accum * v["cpu_ms"]
     floor_names = [n for n in times if n.startswith("floor:")]
     floor_ms = sum(times[n]["ms"] for n in floor_names)
     for c in compile_s.values():
@@ -746,12 +757,15 @@ def format_step_table(r: dict) -> str:
     lines += [head, "  " + "-" * (len(head) - 2)]
     floor = r["floor_ms"]
     for n, v in t.items():
-        lines.append(f"  {n:<28} {v['ms']:>10.1f} {v['min_ms']:>9.1f} {v['cpu_ms']:>9.1f} "
+        shown = f"{n} *" if "per_micro_batch_ms" in v else n
+        lines.append(f"  {shown:<28} {v['ms']:>10.1f} {v['min_ms']:>9.1f} {v['cpu_ms']:>9.1f} "
                      f"{_calls_median(v, 'sys_ms'):>7} {_calls_median(v, 'minflt'):>8} "
                      f"{_calls_median(v, 'other_cpu_ms'):>8} {_calls_median(v, 'steal_ms'):>8} "
                      f"{c[n]['total_s']:>10.2f} {v['ms'] / floor:>8.2f}")
     lines.append(f"  {'floor (sum of floor: rows)':<28} {floor:>10.1f} {'':>9} {'':>9} {'':>7} {'':>8} {'':>8} "
                  f"{'':>8} {'':>10} {1.0:>8.2f}")
+    if any("per_micro_batch_ms" in v for v in t.values()):
+        lines.append(f"  * timed at the micro-batch ({r['batch'] // r['grad_accum']}), counted {r['grad_accum']} times")
     if t["step"].get("calls"):
         lines.append("  step, every round: " + ", ".join(
             f"{x['ms']:.0f} ms" + (f" (sys {x['sys_ms']:.0f}, other {x['other_cpu_ms']:.0f}, steal "

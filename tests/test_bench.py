@@ -239,6 +239,22 @@ def test_step_worker_and_table():
     assert "error: boom" in bench.format_step_table({"preset": "x", "error": "boom"})
 
 
+def test_step_worker_with_micro_batches():
+    """``--grad-accum``: the step beside the same step with kernels per micro-batch; the batch-proportional floor
+    rows timed at the micro-batch and counted ``grad_accum`` times, the optimizer update once."""
+    r = bench.step_worker("demo.digits", batch=4, rounds=1, overrides=dict(TINY, n_layers=1), grad_accum=2)
+    assert r["grad_accum"] == 2 and r["batch"] == 4
+    assert {"step", "step, kernels per micro-batch"} <= set(r["times"]) and "SSM layers" not in r["times"]
+    scaled = {n for n, v in r["times"].items() if "per_micro_batch_ms" in v}
+    assert scaled == {"floor: FFT convolutions", "floor: dense matmuls", "floor: elementwise"}
+    for n in scaled:
+        v = r["times"][n]
+        assert v["ms"] == pytest.approx(2 * v["per_micro_batch_ms"]) and v["per_micro_batch_ms"] == v["calls"][0]["ms"]
+    assert r["convs"][0][1] == 2  # the floor's convolutions at the micro-batch
+    table = bench.format_step_table(r)
+    assert "batch 4 in 2 micro-batches" in table and "timed at the micro-batch (2), counted 2 times" in table
+
+
 def test_interleave_keeps_every_call_and_what_disturbed_it():
     import jax.numpy as jnp
 
