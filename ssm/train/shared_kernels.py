@@ -19,6 +19,7 @@ times.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -41,7 +42,7 @@ def conv_layers(model: Any) -> list[AbstractConvSSMLayer]:
 
 def replace_conv_layers(model: Any, make: Callable[[int, AbstractConvSSMLayer], Any]) -> Any:
     """``model`` with its ``i``-th convolutional layer (tree order, :func:`conv_layers`) replaced by ``make(i, layer)``."""
-    counter = iter(range(1 << 30))
+    counter = itertools.count()
     return jax.tree_util.tree_map(lambda n: make(next(counter), n) if _is_conv(n) else n, model, is_leaf=_is_conv)
 
 
