@@ -343,8 +343,9 @@ def synthetic_batch(info, B: int, pool: str, rng) -> dict:
 
 
 def model_worker(preset: str, *, batch: int | None, steps: int, overrides: dict, precision: str,
-                 compile_only: bool) -> dict:
-    """Compile time and (unless ``compile_only``) training throughput of ``preset``'s train step."""
+                 compile_only: bool, grad_accum: int | None = None) -> dict:
+    """Compile time and (unless ``compile_only``) training throughput of ``preset``'s train step (in ``grad_accum``
+    micro-batches; None: the preset's)."""
     import jax
     import jax.numpy as jnp
 
@@ -354,7 +355,7 @@ def model_worker(preset: str, *, batch: int | None, steps: int, overrides: dict,
     load_before = _load()
     t0 = time.perf_counter()
     cfg, info, _, train_step, state, np_batch = _model_setup(preset, batch=batch, overrides=overrides,
-                                                          precision=precision)
+                                                          precision=precision, grad_accum=grad_accum)
     jax.block_until_ready(state)
     init_s = time.perf_counter() - t0
     rss_before = _rss_mib()
@@ -373,7 +374,7 @@ def model_worker(preset: str, *, batch: int | None, steps: int, overrides: dict,
     result = {
         "preset": preset, "layer": d["layer"], "n_layers": d["n_layers"], "d_model": d["d_model"],
         "d_state": d["d_state"], "norm": d["norm"], "scan_layers": d["scan_layers"], "precision": precision,
-        "batch": B, "L": L, "params": count_params(state.model), "init_s": init_s,
+        "batch": B, "grad_accum": cfg.optim.grad_accum, "L": L, "params": count_params(state.model), "init_s": init_s,
         "trace_lower_s": lower_s, "compile_s": compile_s, "compile_total_s": lower_s + compile_s,
     }
     if not compile_only:
@@ -685,6 +686,8 @@ def _model_name(r: dict) -> str:
         extra.append("unrolled")
     if r.get("precision", "float32") != "float32":
         extra.append(r["precision"])
+    if r.get("grad_accum", 1) > 1:
+        extra.append(f"{r['grad_accum']} micro-batches")
     return name + (f" [{','.join(extra)}]" if extra else "")
 
 
@@ -815,8 +818,9 @@ def _parser() -> argparse.ArgumentParser:
                         "batch: --model-batch, else the preset's)")
     p.add_argument("--rounds", type=int, default=5, help="step suite and layer floor: interleaved rounds")
     p.add_argument("--grad-accum", type=int, default=None,
-                   help="step suite: micro-batches per step (default: the preset's optim.grad_accum); above 1 the "
-                        "step is also timed with the SSM kernels recomputed in every micro-batch")
+                   help="step and models suites: micro-batches per step (default: the preset's optim.grad_accum); "
+                        "above 1 the step suite also times the step with the SSM kernels recomputed in every "
+                        "micro-batch")
     p.add_argument("--step-cold", action="store_true",
                    help="step suite: time each component right after the other programs (before 2026-12-07) "
                         "instead of after an untimed call of the same program, as the training loop runs a step")
@@ -861,7 +865,7 @@ def _worker(args) -> dict:
     if kind == "model":
         overrides = json.loads(args._overrides)
         r = model_worker(rest[0], batch=args.model_batch, steps=args.model_steps, overrides=overrides,
-                         precision=args.precision, compile_only=args._compile_only)
+                         precision=args.precision, compile_only=args._compile_only, grad_accum=args.grad_accum)
         r["norm_override"] = "norm" in overrides
         return r
     if kind == "layer_floor":
@@ -950,6 +954,8 @@ def main(argv: list[str] | None = None) -> dict:
         tables += [format_layer_floor_table(r) for r in floors]
 
     model_common = ["--model-steps", str(args.model_steps), "--precision", args.precision]
+    if args.grad_accum is not None:
+        model_common += ["--grad-accum", str(args.grad_accum)]
     if args.model_batch is not None:
         model_common += ["--model-batch", str(args.model_batch)]
 
