@@ -55,6 +55,11 @@ def test_model_worker_trains_the_preset_step():
     assert len(r["step_all_ms"]) == 1 and r["step_mean_ms"] == pytest.approx(r["step_all_ms"][0]) == r["step_ms"]
     assert math.isfinite(r["loss"])
     assert "mnist.smnist" in bench.format_model_table([r]).splitlines()[-1]
+    assert r["grad_accum"] == 1
+    r = bench.model_worker("mnist.smnist", batch=4, steps=1, overrides=over, precision="float32", compile_only=False,
+                           grad_accum=2)
+    assert r["grad_accum"] == 2 and r["batch"] == 4 and math.isfinite(r["loss"])
+    assert "[2 micro-batches]" in bench.format_model_table([r]).splitlines()[-1]
 
 
 def test_model_set_parses_overrides_and_names_bad_fields():
