@@ -40,10 +40,15 @@ def conv_layers(model: Any) -> list[AbstractConvSSMLayer]:
     return [n for n in jax.tree_util.tree_leaves(model, is_leaf=_is_conv) if _is_conv(n)]
 
 
+def _replace_nodes(tree: Any, is_node: Callable[[Any], bool], make: Callable[[int, Any], Any]) -> Any:
+    """``tree`` with its ``i``-th node satisfying ``is_node`` (tree order) replaced by ``make(i, node)``."""
+    counter = itertools.count()
+    return jax.tree_util.tree_map(lambda n: make(next(counter), n) if is_node(n) else n, tree, is_leaf=is_node)
+
+
 def replace_conv_layers(model: Any, make: Callable[[int, AbstractConvSSMLayer], Any]) -> Any:
     """``model`` with its ``i``-th convolutional layer (tree order, :func:`conv_layers`) replaced by ``make(i, layer)``."""
-    counter = itertools.count()
-    return jax.tree_util.tree_map(lambda n: make(next(counter), n) if _is_conv(n) else n, model, is_leaf=_is_conv)
+    return _replace_nodes(model, _is_conv, make)
 
 
 class _Sink:
@@ -74,10 +79,11 @@ class GivenKernel(eqx.Module):
     D: Float[Array, "..."]  # (*stack, H)
 
     def __call__(self, u: Float[Array, "L H"], *, rate: Any = 1.0) -> Float[Array, "L H"]:
+        # ``rate`` is the one the kernel was computed at: kernel_plan admits a single rate per layer.
         return kernels.fft_conv(u, self.K, self.D)
 
 
-def kernel_plan(run: Callable[..., Any], model: Any, *args: Any) -> list[tuple[int, Any]] | None:
+def kernel_plan(run: Callable[..., Any], model: Any, *args: Any) -> list[tuple[int, float]] | None:
     """``(L, rate)`` of each convolutional layer of ``model`` as ``run(model, *args)`` calls it (an abstract trace:
     nothing is computed, and ``args`` are rebuilt, so a State among them is not spent), or None where sharing a
     kernel across micro-batches does not apply: no such layer, a layer not called, or called at several lengths or
@@ -109,7 +115,7 @@ def layer_kernel(layer: AbstractConvSSMLayer, L: int, rate: float) -> Array:
     return eqx.filter_vmap(lambda l: layer_kernel(l, L, rate))(layer)
 
 
-def with_given_kernels(model: Any, plan: list[tuple[int, Any]]) -> tuple[Any, Callable[[list[Array]], list[Any]]]:
+def with_given_kernels(model: Any, plan: list[tuple[int, float]]) -> tuple[Any, Callable[[list[Array]], list[Any]]]:
     """``(fixed, pullback)``: ``model`` with every convolutional layer replaced by a :class:`GivenKernel` of its kernel
     (one ``vjp`` of all kernels), and the map from the kernels' cotangents to the layers' gradients (structure of
     each layer, None where :func:`equinox.filter_grad` has None)."""
@@ -126,5 +132,4 @@ def gradients_through_kernels(grads_fixed: Any, pullback: Callable[[list[Array]]
     given = [n for n in jax.tree_util.tree_leaves(grads_fixed, is_leaf=is_given) if is_given(n)]
     dlayers = pullback([g.K for g in given])
     dlayers = [eqx.tree_at(lambda l: l.D, dl, dl.D + g.D) for dl, g in zip(dlayers, given)]
-    counter = iter(range(len(dlayers)))
-    return jax.tree_util.tree_map(lambda n: dlayers[next(counter)] if is_given(n) else n, grads_fixed, is_leaf=is_given)
+    return _replace_nodes(grads_fixed, is_given, lambda i, _: dlayers[i])
