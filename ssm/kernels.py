@@ -728,31 +728,34 @@ def _materialized(y: Inexact[Array, "*shape"]) -> Inexact[Array, "*shape"]:
     return with_layout_constraint(y, Layout(major_to_minor=tuple(range(y.ndim))))
 
 
-def fft_conv(
-    u: Float[Array, "L H"], k: Float[Array, "H Lk"] | Float[Array, "2 H Lk"], D: Float[Array, " H"] | None = None
-) -> Float[Array, "L H"]:
-    """Causal (or bidirectional) convolution by real FFTs of size ``2L``, plus the skip ``D u``.
-
-    ``k (H, Lk)``: ``y_t = Σ_{s≤t} k[t-s] u_s + D u_t``. ``k (2, H, Lk)`` (bidirectional, project convention):
-    ``y_t = Σ_{s≤t} k0[t-s] u_s + Σ_{s≥t} k1[s-t] u_s + D u_t``, so the backward half is an exact reversed causal pass
-    (it includes the current input). Kernels longer than ``L`` are truncated, shorter ones zero-padded.
-    """
-    L = u.shape[0]
-    if k.ndim not in (2, 3) or (k.ndim == 3 and k.shape[0] != 2) or k.shape[-2] != u.shape[1]:
-        raise ValueError(
-            f"fft_conv expects u (L, H) and k (H, Lk) or (2, H, Lk); got u {u.shape}, k {k.shape}."
-        )
+def conv_spectrum(
+    k: Float[Array, "H Lk"] | Float[Array, "2 H Lk"], L: int
+) -> Complex[Array, "H Lf"]:
+    """The spectrum that :func:`fft_conv` multiplies a length-``L`` input's spectrum by: the real FFT of size ``2L``
+    of the causal kernel ``k (H, Lk)``, or of the circular kernel of length ``2L`` assembled from a bidirectional
+    ``k (2, H, Lk)`` (``k0`` at lags ``0..L-1``, ``k1[d]`` at lag ``-d ≡ 2L-d``). Kernels longer than ``L`` are
+    truncated, shorter ones zero-padded. It depends on the kernel alone, so a step in micro-batches computes it once
+    (:mod:`ssm.train.shared_kernels`)."""
+    if k.ndim not in (2, 3) or (k.ndim == 3 and k.shape[0] != 2):
+        raise ValueError(f"conv_spectrum expects k (H, Lk) or (2, H, Lk); got {k.shape}.")
     Lk = k.shape[-1]
     k = k[..., :L] if Lk >= L else jnp.pad(k, [(0, 0)] * (k.ndim - 1) + [(0, L - Lk)])
     n = 2 * L
     if k.ndim == 3:
-        # Circular kernel of length 2L: k0 at lags 0..L-1, k1[d] at lag -d ≡ 2L-d.
         k0, k1 = k[0], k[1]
         back = jnp.concatenate([k1[:, :1], jnp.zeros_like(k1[:, :1]), k1[:, :0:-1]], axis=-1)  # lags 0, L, L+1..2L-1
-        kk = jnp.concatenate([k0 + jnp.pad(back[:, :1], ((0, 0), (0, L - 1))), back[:, 1:]], axis=-1)
-        kf = jnp.fft.rfft(kk, n=n, axis=-1)
-    else:
-        kf = jnp.fft.rfft(k, n=n, axis=-1)
+        k = jnp.concatenate([k0 + jnp.pad(back[:, :1], ((0, 0), (0, L - 1))), back[:, 1:]], axis=-1)
+    return jnp.fft.rfft(k, n=n, axis=-1)
+
+
+def fft_conv_spectrum(
+    u: Float[Array, "L H"], kf: Complex[Array, "H Lf"], D: Float[Array, " H"] | None = None
+) -> Float[Array, "L H"]:
+    """:func:`fft_conv` with the kernel's spectrum given (:func:`conv_spectrum` at ``u``'s length)."""
+    L = u.shape[0]
+    if kf.shape != (u.shape[1], L + 1):
+        raise ValueError(f"fft_conv_spectrum expects u (L, H) and kf (H, L + 1); got u {u.shape}, kf {kf.shape}.")
+    n = 2 * L
     # FFTs along the contiguous last axis of (H, L) are much faster than along axis 0 of (L, H).
     uf = jnp.fft.rfft(u.T, n=n, axis=-1)
     # The first L outputs written out in (H, L), then transposed as a copy of their own: fused into one
@@ -762,6 +765,22 @@ def fft_conv(
     if D is not None:
         y = y + u * D
     return y.astype(u.dtype)
+
+
+def fft_conv(
+    u: Float[Array, "L H"], k: Float[Array, "H Lk"] | Float[Array, "2 H Lk"], D: Float[Array, " H"] | None = None
+) -> Float[Array, "L H"]:
+    """Causal (or bidirectional) convolution by real FFTs of size ``2L``, plus the skip ``D u``.
+
+    ``k (H, Lk)``: ``y_t = Σ_{s≤t} k[t-s] u_s + D u_t``. ``k (2, H, Lk)`` (bidirectional, project convention):
+    ``y_t = Σ_{s≤t} k0[t-s] u_s + Σ_{s≥t} k1[s-t] u_s + D u_t``, so the backward half is an exact reversed causal pass
+    (it includes the current input). Kernels longer than ``L`` are truncated, shorter ones zero-padded.
+    """
+    if k.ndim not in (2, 3) or (k.ndim == 3 and k.shape[0] != 2) or k.shape[-2] != u.shape[1]:
+        raise ValueError(
+            f"fft_conv expects u (L, H) and k (H, Lk) or (2, H, Lk); got u {u.shape}, k {k.shape}."
+        )
+    return fft_conv_spectrum(u, conv_spectrum(k, u.shape[0]), D)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -3,9 +3,11 @@
 A convolutional SSM layer (:class:`ssm.layers.AbstractConvSSMLayer`) computes its kernel ``K = kernel(θ, L)`` from
 its parameters alone, independently of the input: ``y = fft_conv(u, K, D)``. With ``grad_accum`` micro-batches the
 plain step computes every kernel, and its gradient, once per micro-batch. Here each is computed once per step: the
-kernels and their pullback come from one ``vjp`` before the micro-batches; the micro-batches run a copy of the model
-whose convolutional layers hold those kernels as arrays (:class:`GivenKernel`), so their gradients accumulate the
-cotangents ``∂ℓ/∂K`` (and ``∂ℓ/∂D``); one pullback after the last maps ``Σ ∂ℓ/∂K`` to the layers' parameters. By
+kernels, their spectra (:func:`ssm.kernels.conv_spectrum`: the real FFT of size ``2L`` that every micro-batch's
+convolution would take again) and their pullback come from one ``vjp`` before the micro-batches; the micro-batches
+run a copy of the model whose convolutional layers hold those spectra as arrays (:class:`GivenKernel`), so their
+gradients accumulate the cotangents ``∂ℓ/∂K̂`` (and ``∂ℓ/∂D``); one pullback after the last maps ``Σ ∂ℓ/∂K̂``
+through the FFT and the kernel to the layers' parameters. By
 linearity of the pullback this is the plain step's gradient, up to the order of floating-point sums
 (``tests/test_shared_kernels.py``).
 
@@ -25,7 +27,7 @@ from typing import Any
 
 import equinox as eqx
 import jax
-from jaxtyping import Array, Float
+from jaxtyping import Array, Complex, Float
 
 from ssm import kernels
 from ssm.layers.base import AbstractConvSSMLayer
@@ -71,16 +73,17 @@ class _Recorder(eqx.Module):
 
 
 class GivenKernel(eqx.Module):
-    """A convolutional layer's whole-sequence mode with its kernel given: ``fft_conv(u, K, D)``, exactly what
-    :class:`~ssm.layers.AbstractConvSSMLayer` computes after ``kernel(L)``. Under ``scan_layers`` the arrays carry
-    the stack's leading axis, which the scan slices as it slices the layer's parameters."""
+    """A convolutional layer's whole-sequence mode with its kernel's spectrum given: ``fft_conv_spectrum(u, Kf,
+    D)``, exactly what :class:`~ssm.layers.AbstractConvSSMLayer` computes after ``kernel(L)`` (``fft_conv`` is
+    ``fft_conv_spectrum`` of ``conv_spectrum(K, L)``). Under ``scan_layers`` the arrays carry the stack's leading axis,
+    which the scan slices as it slices the layer's parameters."""
 
-    K: Float[Array, "..."]  # (*stack, H, L), or (*stack, 2, H, L) bidirectional
+    Kf: Complex[Array, "..."]  # (*stack, H, L + 1): conv_spectrum of the (H, L) or bidirectional (2, H, L) kernel
     D: Float[Array, "..."]  # (*stack, H)
 
     def __call__(self, u: Float[Array, "L H"], *, rate: Any = 1.0) -> Float[Array, "L H"]:
         # ``rate`` is the one the kernel was computed at: kernel_plan admits a single rate per layer.
-        return kernels.fft_conv(u, self.K, self.D)
+        return kernels.fft_conv_spectrum(u, self.Kf, self.D)
 
 
 def kernel_plan(run: Callable[..., Any], model: Any, *args: Any) -> list[tuple[int, float]] | None:
@@ -108,28 +111,28 @@ def _stack_depth(layer: AbstractConvSSMLayer) -> int:
     return layer.D.ndim - 1
 
 
-def layer_kernel(layer: AbstractConvSSMLayer, L: int, rate: float) -> Array:
-    """``layer.kernel(L, rate=rate)``, mapped over the stack axes of a stacked layer."""
+def layer_spectrum(layer: AbstractConvSSMLayer, L: int, rate: float) -> Array:
+    """``conv_spectrum(layer.kernel(L, rate=rate), L)``, mapped over the stack axes of a stacked layer."""
     if _stack_depth(layer) == 0:
-        return layer.kernel(L, rate=rate)
-    return eqx.filter_vmap(lambda l: layer_kernel(l, L, rate))(layer)
+        return kernels.conv_spectrum(layer.kernel(L, rate=rate), L)
+    return eqx.filter_vmap(lambda l: layer_spectrum(l, L, rate))(layer)
 
 
 def with_given_kernels(model: Any, plan: list[tuple[int, float]]) -> tuple[Any, Callable[[list[Array]], list[Any]]]:
-    """``(fixed, pullback)``: ``model`` with every convolutional layer replaced by a :class:`GivenKernel` of its kernel
-    (one ``vjp`` of all kernels), and the map from the kernels' cotangents to the layers' gradients (structure of
-    each layer, None where :func:`equinox.filter_grad` has None)."""
+    """``(fixed, pullback)``: ``model`` with every convolutional layer replaced by a :class:`GivenKernel` of its
+    kernel's spectrum (one ``vjp`` of all kernels and their FFTs), and the map from the spectra's cotangents to the
+    layers' gradients (structure of each layer, None where :func:`equinox.filter_grad` has None)."""
     layers = conv_layers(model)
-    Ks, pull = eqx.filter_vjp(lambda ls: [layer_kernel(l, L, r) for l, (L, r) in zip(ls, plan)], layers)
-    fixed = replace_conv_layers(model, lambda i, l: GivenKernel(Ks[i], l.D))
+    Kfs, pull = eqx.filter_vjp(lambda ls: [layer_spectrum(l, L, r) for l, (L, r) in zip(ls, plan)], layers)
+    fixed = replace_conv_layers(model, lambda i, l: GivenKernel(Kfs[i], l.D))
     return fixed, lambda dKs: pull(list(dKs))[0]
 
 
 def gradients_through_kernels(grads_fixed: Any, pullback: Callable[[list[Array]], list[Any]]) -> Any:
     """The model's gradient from the gradient w.r.t. the :func:`with_given_kernels` copy: each :class:`GivenKernel`'s
-    ``(dK, dD)`` becomes its layer's gradient, the pullback of ``dK`` with ``dD`` added to the skip ``D``."""
+    ``(dKf, dD)`` becomes its layer's gradient, the pullback of ``dKf`` with ``dD`` added to the skip ``D``."""
     is_given = lambda n: isinstance(n, GivenKernel)  # noqa: E731
     given = [n for n in jax.tree_util.tree_leaves(grads_fixed, is_leaf=is_given) if is_given(n)]
-    dlayers = pullback([g.K for g in given])
+    dlayers = pullback([g.Kf for g in given])
     dlayers = [eqx.tree_at(lambda l: l.D, dl, dl.D + g.D) for dl, g in zip(dlayers, given)]
     return _replace_nodes(grads_fixed, is_given, lambda i, _: dlayers[i])
