@@ -160,12 +160,14 @@ def interleave(components: dict[str, Timed], rounds: int) -> dict[str, dict[str,
 def conv_loss(u, k, D, w):
     """``sum(w * y)`` of the causal (``k`` of length L) or circular (``k`` of length 2L: both directions of a
     bidirectional layer) FFT convolution of ``u (B, H, L)`` with ``k (H, Lk)`` plus ``D u``, in the layout
-    where every FFT runs along the contiguous last axis."""
+    where every FFT runs along the contiguous last axis. A complex ``k (H, L + 1)`` is the kernel's spectrum, given
+    (a step in micro-batches takes each kernel's FFT once: ``ssm.train.shared_kernels``)."""
     import jax.numpy as jnp
 
     L = u.shape[-1]
     n = 2 * L
-    y = jnp.fft.irfft(jnp.fft.rfft(u, n=n) * jnp.fft.rfft(k, n=n), n=n)[..., :L] + D[:, None] * u
+    kf = k if jnp.iscomplexobj(k) else jnp.fft.rfft(k, n=n)
+    y = jnp.fft.irfft(jnp.fft.rfft(u, n=n) * kf, n=n)[..., :L] + D[:, None] * u
     return jnp.sum(y * w)
 
 
@@ -175,9 +177,10 @@ def conv_floor(n: int, B: int, H: int, L: int, bidirectional: bool, key) -> tupl
     return conv_floor_shapes([(f"block {i}", B, H, L, bidirectional) for i in range(n)], key)
 
 
-def conv_floor_shapes(convs, key) -> tuple[Any, tuple]:
+def conv_floor_shapes(convs, key, spectra: bool = False) -> tuple[Any, tuple]:
     """As :func:`conv_floor` for convolutions of different shapes: ``convs`` holds ``(name, B, H, L,
-    bidirectional)`` per SSM layer (:func:`step_plan`)."""
+    bidirectional)`` per SSM layer (:func:`step_plan`). ``spectra``: each kernel given as its spectrum ``(H, L + 1)``
+    (complex), its FFT left to :func:`kernel_fft_floor`."""
     import jax
 
     def loss(us, ks, Ds, ws):
@@ -187,10 +190,30 @@ def conv_floor_shapes(convs, key) -> tuple[Any, tuple]:
     us, ks, Ds, ws = [], [], [], []
     for i, (_, B, H, L, bidirectional) in enumerate(convs):
         us.append(jax.random.normal(keys[3 * i], (B, H, L)))
-        ks.append(jax.random.normal(keys[3 * i + 1], (H, 2 * L if bidirectional else L)) / L)
+        if spectra:
+            ks.append(jax.random.normal(keys[3 * i + 1], (H, L + 1), jax.numpy.complex64))
+        else:
+            ks.append(jax.random.normal(keys[3 * i + 1], (H, 2 * L if bidirectional else L)) / L)
         Ds.append(jax.numpy.ones((H,)))
         ws.append(jax.random.normal(keys[3 * i + 2], (B, H, L)))
     return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2))), (us, ks, Ds, ws)
+
+
+def kernel_fft_floor(convs, key) -> tuple[Any, tuple]:
+    """The jitted forward+backward of every SSM kernel's real FFT of size ``2L`` (``ssm.kernels.conv_spectrum``:
+    of ``(H, L)``, or of the assembled ``(H, 2L)`` circular kernel of a bidirectional layer), which a step in
+    micro-batches takes once per step: the part of :func:`conv_floor_shapes` that ``spectra=True`` leaves out."""
+    import jax
+    import jax.numpy as jnp
+
+    def loss(ks, ws):
+        return sum(jnp.sum(jnp.real(jnp.fft.rfft(k, n=2 * w.shape[-1] - 2) * w)) for k, w in zip(ks, ws))
+
+    keys = jax.random.split(key, 2 * max(len(convs), 1))
+    ks = [jax.random.normal(keys[2 * i], (H, 2 * L if bidirectional else L)) / L
+          for i, (_, _, H, L, bidirectional) in enumerate(convs)]
+    ws = [jax.random.normal(keys[2 * i + 1], (H, L + 1), jnp.complex64) for i, (_, _, H, L, _) in enumerate(convs)]
+    return jax.jit(jax.value_and_grad(loss)), (ks, ws)
 
 
 def conv_gelu_floor(B: int, H: int, L: int, key) -> tuple[Any, tuple]:

@@ -150,6 +150,19 @@ def test_conv_floor_is_the_convolution_the_model_needs(bidirectional):
     value, (gu, gk, gD) = fn(*args)
     assert len(gu) == len(gk) == 2 and gk[0].shape == (H, 2 * L if bidirectional else L)
     assert np.isfinite(float(value)) and all(np.all(np.isfinite(g)) for g in gu + gk + gD)
+    # The kernel's spectrum given (numpy's FFT of it), as the floor of a step in micro-batches takes it.
+    got = floor.conv_loss(jax.numpy.asarray(u), jax.numpy.asarray(np.fft.rfft(k, n=2 * L)), jax.numpy.asarray(D),
+                          jax.numpy.asarray(w))
+    np.testing.assert_allclose(float(got), expected, rtol=1e-12)
+    convs = [("a", B, H, L, bidirectional)]
+    fn, args = floor.conv_floor_shapes(convs, jax.random.key(0), spectra=True)
+    _, (gu, gk, gD) = fn(*args)
+    assert gk[0].shape == (H, L + 1) and np.iscomplexobj(gk[0]) and gu[0].shape == (B, H, L)
+    fn, (ks, ws) = floor.kernel_fft_floor(convs, jax.random.key(0))
+    value, gk = fn(ks, ws)
+    assert gk[0].shape == ks[0].shape == (H, 2 * L if bidirectional else L)
+    np.testing.assert_allclose(float(value), np.sum(np.real(np.fft.rfft(np.asarray(ks[0]), n=2 * L) * np.asarray(ws[0]))),
+                               rtol=1e-5)
 
 
 def test_matmul_shapes_follow_the_model():
@@ -256,6 +269,11 @@ def test_step_worker_with_micro_batches():
         v = r["times"][n]
         assert v["ms"] == pytest.approx(2 * v["per_micro_batch_ms"]) and v["per_micro_batch_ms"] == v["calls"][0]["ms"]
     assert r["convs"][0][1] == 2  # the floor's convolutions at the micro-batch
+    # the kernels' FFTs, once per step as the step takes them, in the SSM part's floor
+    kfft = r["times"]["floor: kernel FFTs"]
+    assert "per_micro_batch_ms" not in kfft and kfft["ms"] > 0
+    assert r["ssm_part_floor_ms"] == pytest.approx(r["times"]["floor: FFT convolutions"]["ms"] + kfft["ms"])
+    assert r["floor_ms"] == pytest.approx(sum(v["ms"] for n, v in r["times"].items() if n.startswith("floor:")))
     table = bench.format_step_table(r)
     assert "batch 4 in 2 micro-batches" in table and "timed at the micro-batch (2), counted 2 times" in table
 

@@ -106,6 +106,27 @@ def test_sashimi_shares_the_kernels_of_every_level():
     np.testing.assert_allclose(float(m_shared["loss"]), float(m_plain["loss"]), rtol=1e-12)
 
 
+def test_mixed_precision_keeps_the_given_kernels_wide():
+    """Under ``precision="mixed"`` the ssm.nn backbones cast every module's parameters to bfloat16 except the SSM
+    layers' (``ssm.precision.wide_modules``); the stand-ins holding the layers' given kernels must stay float32 too
+    (a skip ``D`` cast to bfloat16 changes the outputs at 1e-3): the shared-kernel step equals the per-micro-batch
+    step."""
+    cfg = SaShiMiConfig(layer=S4DConfig(d_state=4), d_model=4, n_layers=1, pool=(2, 2), precision="mixed")
+    model, model_state = make_model(cfg, GEN, key=jax.random.PRNGKey(5))
+    layers = sk.conv_layers(model)
+    model = eqx.tree_at(lambda m: [l.D for l in sk.conv_layers(m)], model,
+                        [jnp.linspace(0.3, 1.7, l.D.shape[-1]) + 1e-3 for l in layers])  # not bfloat16 numbers
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 16, (B, 16)).astype(np.int32)
+    batch = {"inputs": jnp.asarray(x), "targets": jnp.asarray(np.roll(x, -1, 1))}
+    plain, m_plain = _step(model, model_state, dict(batch), "generation", share_kernels=False)
+    shared, m_shared = _step(model, model_state, dict(batch), "generation")
+    assert max(np.abs(p).max() for p in plain) > 1e-3
+    for a, b in zip(shared, plain, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(float(m_shared["loss"]), float(m_plain["loss"]), rtol=1e-9)
+
+
 def test_the_kernels_are_computed_once_per_step():
     """XLA's FLOP count of the compiled step: with the kernels shared, about one kernel forward and backward less
     than the per-micro-batch step (S4's Cauchy kernel is a large part of this tiny model's step)."""
