@@ -179,13 +179,15 @@ def parse(argv: list[str] | None = None):
 
 def main(argv: list[str] | None = None) -> int:
     # Ctrl-C anywhere (parsing, imports, start-up) ends with exit 130; inside train() the loop saves first.
+    diverged: type[Exception] | tuple = ()  # ssm.train.TrainingDiverged once imported; () catches nothing before
     try:
         name, cfg = parse(argv)
         from ssm.train import TrainingDiverged, train
 
+        diverged = TrainingDiverged
         print(f"[ssm] preset {name}; run dir {cfg.train.run_dir}", flush=True)
         train(cfg)
-    except TrainingDiverged as e:
+    except diverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:

@@ -294,3 +294,18 @@ def test_readme_commands_rebuild_the_recorded_runs():
         assert cfg.data == recorded.data, row
         checked += 1
     assert checked >= 8
+
+
+@pytest.mark.parametrize("error, code", [(KeyboardInterrupt(), 130), (ValueError("bad input"), 2)])
+def test_train_main_handles_errors_raised_while_parsing(monkeypatch, capsys, error, code):
+    """An interrupt or bad input during parsing (before ``ssm.train`` is imported) ends with its exit code and
+    message, not with an error about the handler itself."""
+    script = _train_script()
+
+    def parse(argv):
+        raise error
+
+    monkeypatch.setattr(script, "parse", parse)
+    assert script.main([]) == code
+    if code == 2:
+        assert "error: bad input" in capsys.readouterr().err
