@@ -55,12 +55,10 @@ def wide_modules() -> tuple[type, ...]:
     need the range and precision: Δ spans decades, ``Ā^L`` decays over thousands of steps), norms (statistics over
     the channels), and the adaptive softmax's own parameters (its biases are added to the bfloat16 logits, so its
     log-softmax runs in float32, as the residual model's loss does on its float32 logits). An SSM layer's stand-in
-    holding its given kernel in a step in micro-batches (``ssm.train.shared_kernels.GivenKernel``) counts as the
-    layer."""
-    from ssm.layers.base import AbstractSSMLayer
+    holding its given kernel in a step in micro-batches (``ssm.layers.base.GivenKernel``) counts as the layer."""
+    from ssm.layers.base import AbstractSSMLayer, GivenKernel
     from ssm.nn.adaptive import AdaptiveLogSoftmax
     from ssm.nn.norm import LayerNorm, ScalarLayerNorm
-    from ssm.train.shared_kernels import GivenKernel
 
     return (AbstractSSMLayer, GivenKernel, LayerNorm, ScalarLayerNorm, AdaptiveLogSoftmax)
 

@@ -13,7 +13,7 @@ from typing import Any, Union
 
 import equinox as eqx
 import jax
-from jaxtyping import Array, Float, PyTree
+from jaxtyping import Array, Complex, Float, PyTree
 
 from ssm import kernels
 
@@ -103,6 +103,22 @@ class AbstractConvSSMLayer(AbstractSSMLayer):
 
     def __call__(self, u: Float[Array, "L H"], *, rate: Rate = 1.0) -> Float[Array, "L H"]:
         return kernels.fft_conv(u, self.kernel(u.shape[0], rate=rate), self.D)
+
+
+class GivenKernel(eqx.Module):
+    """A convolutional layer's whole-sequence mode with its kernel's spectrum given: ``fft_conv_spectrum(u, Kf,
+    D)``, exactly what :class:`AbstractConvSSMLayer` computes after ``kernel(L)`` (``fft_conv`` is
+    ``fft_conv_spectrum`` of ``conv_spectrum(K, L)``). The stand-in for such a layer in a train step in
+    micro-batches, which computes each kernel once per step (:mod:`ssm.train.shared_kernels`). Under
+    ``scan_layers`` the arrays carry the stack's leading axis, which the scan slices as it slices the layer's
+    parameters."""
+
+    Kf: Complex[Array, "..."]  # (*stack, H, L + 1): conv_spectrum of the (H, L) or bidirectional (2, H, L) kernel
+    D: Float[Array, "..."]  # (*stack, H)
+
+    def __call__(self, u: Float[Array, "L H"], *, rate: Rate = 1.0) -> Float[Array, "L H"]:
+        # ``rate`` is the one the kernel was computed at: shared_kernels.kernel_plan admits a single rate per layer.
+        return kernels.fft_conv_spectrum(u, self.Kf, self.D)
 
 
 def ssm_param_mask(model: PyTree[Any], *, dt_only: bool = False) -> PyTree[bool]:

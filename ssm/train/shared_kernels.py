@@ -27,10 +27,10 @@ from typing import Any
 
 import equinox as eqx
 import jax
-from jaxtyping import Array, Complex, Float
+from jaxtyping import Array, Float
 
 from ssm import kernels
-from ssm.layers.base import AbstractConvSSMLayer
+from ssm.layers.base import AbstractConvSSMLayer, GivenKernel
 
 
 def _is_conv(node: Any) -> bool:
@@ -70,20 +70,6 @@ class _Recorder(eqx.Module):
     def __call__(self, u: Float[Array, "L H"], *, rate: Any = 1.0) -> Float[Array, "L H"]:
         self.sink.calls.append((self.index, u.shape[0], rate))
         return self.layer(u, rate=rate)
-
-
-class GivenKernel(eqx.Module):
-    """A convolutional layer's whole-sequence mode with its kernel's spectrum given: ``fft_conv_spectrum(u, Kf,
-    D)``, exactly what :class:`~ssm.layers.AbstractConvSSMLayer` computes after ``kernel(L)`` (``fft_conv`` is
-    ``fft_conv_spectrum`` of ``conv_spectrum(K, L)``). Under ``scan_layers`` the arrays carry the stack's leading axis,
-    which the scan slices as it slices the layer's parameters."""
-
-    Kf: Complex[Array, "..."]  # (*stack, H, L + 1): conv_spectrum of the (H, L) or bidirectional (2, H, L) kernel
-    D: Float[Array, "..."]  # (*stack, H)
-
-    def __call__(self, u: Float[Array, "L H"], *, rate: Any = 1.0) -> Float[Array, "L H"]:
-        # ``rate`` is the one the kernel was computed at: kernel_plan admits a single rate per layer.
-        return kernels.fft_conv_spectrum(u, self.Kf, self.D)
 
 
 def kernel_plan(run: Callable[..., Any], model: Any, *args: Any) -> list[tuple[int, float]] | None:
